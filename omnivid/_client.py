@@ -1,0 +1,266 @@
+"""``AsyncClient``: one provider account, one aiohttp session, every single-task operation."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import anyio
+
+from ._download import download_task
+from ._limits import AccountGate
+from ._models import Task, TaskStatus, VideoRequest
+from ._polling import PollPolicy
+from ._retry import RetryPolicy
+from ._transport import Timeouts, Transport
+from .errors import ConfigurationError, TaskFailedError, TaskTimeoutError
+from .providers import CheckOptions, Provider, get_provider
+
+__all__ = ["AsyncClient"]
+
+log = logging.getLogger("omnivid")
+
+
+class AsyncClient:
+    """An async client for one provider account.
+
+    Use it as ``async with AsyncClient("apimart") as client:``. It owns one aiohttp session
+    (or borrows ``session`` and then leaves it open). Defaults: ``timeouts=Timeouts()``
+    (connect 10 s, read 60 s, total 120 s), ``retry=RetryPolicy()`` (4 retries, full jitter,
+    ``Retry-After`` capped at 120 s), ``poll=PollPolicy()`` (first poll after at least 5 s,
+    at most 30 s between polls), ``max_connections=100``.
+
+    ``api_key`` falls back to the provider's variable (``APIMART_API_KEY``,
+    ``EVOLINK_API_KEY``). ``rate_limit`` (requests/s) starts the account's rate limiter;
+    without it omnivid sends as fast as allowed until the first 429. ``time_scale`` scales every
+    wait (polls, cooldowns), for simulators that run faster than real time.
+    """
+
+    def __init__(
+        self,
+        provider: str | Provider = "apimart",
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        max_connections: int = 100,
+        rate_limit: float | None = None,
+        adaptive_rate: bool = True,
+        time_scale: float = 1.0,
+        allow_private_callbacks: bool = False,
+    ) -> None:
+        self.provider = get_provider(provider)
+        key = api_key if api_key is not None else os.environ.get(self.provider.env_var)
+        if not key:
+            raise ConfigurationError(
+                f"no API key for {self.provider.name}: pass api_key= or set "
+                f"{self.provider.env_var}",
+                provider=self.provider.name,
+            )
+        self._api_key = key
+        self.base_url = (base_url or self.provider.base_url).rstrip("/")
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self.time_scale = time_scale
+        self.poll = (
+            (poll or PollPolicy()).scaled(time_scale)
+            if time_scale != 1.0
+            else (poll or PollPolicy())
+        )
+        self.max_connections = max_connections
+        self.gate = AccountGate(rate=rate_limit, adaptive=adaptive_rate, time_scale=time_scale)
+        self.check_options = CheckOptions(allow_private_callbacks=allow_private_callbacks)
+        self._session = session
+        self._owns_session = session is None
+        self._transport: Transport | None = None
+        self._nudges: dict[str, anyio.Event] = {}
+        self._submitted_at: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient provider={self.provider.name!r} base_url={self.base_url!r}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.max_connections)
+            self._session = aiohttp.ClientSession(connector=connector)
+        self._transport = Transport(
+            provider=self.provider,
+            api_key=self._api_key,
+            base_url=self.base_url,
+            session=self._session,
+            timeouts=self.timeouts,
+            retry=self.retry,
+            gate=self.gate,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session if this client opened it."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._transport = None
+
+    @property
+    def transport(self) -> Transport:
+        """The open transport; a ``ConfigurationError`` outside ``async with``."""
+        if self._transport is None:
+            raise ConfigurationError(
+                "the client is not open: use `async with AsyncClient(...) as client:`",
+                provider=self.provider.name,
+            )
+        return self._transport
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session in use."""
+        return self.transport.session
+
+    def statistics(self) -> dict[str, int]:
+        """Counts of HTTP work so far: submits, polls, retries, rate_limited, ambiguous."""
+        return dict(self._transport.counters) if self._transport else {}
+
+    # -- single tasks ------------------------------------------------------------------------
+    def validate(self, request: VideoRequest) -> None:
+        """Check ``request`` against the provider's rules, without any network traffic."""
+        self.provider.validate(request, self.check_options)
+
+    def build_body(self, request: VideoRequest) -> dict[str, Any]:
+        """The exact JSON body ``submit`` would send (validated; local files read)."""
+        return self.provider.build_submit_body(request, self.check_options)
+
+    async def submit(self, request: VideoRequest, *, body: dict[str, Any] | None = None) -> Task:
+        """Validate and submit ``request``; returns the new (pending) task.
+
+        Raises ``ValidationError`` before any traffic, ``SubmissionUnknownError`` when the
+        provider may have accepted it but the answer was lost (it is then not resubmitted).
+        """
+        transport = self.transport
+        if body is None:
+            body = self.build_body(request)
+        task = await transport.submit(request, body)
+        self._submitted_at[task.id] = anyio.current_time()
+        return task
+
+    async def get(self, task_id: str) -> Task:
+        """The task's current state."""
+        return await self.transport.get_task(task_id)
+
+    def nudge(self, task_id: str) -> None:
+        """Poll ``task_id`` now in any ``wait``/``watch`` on it (a callback arrived)."""
+        event = self._nudges.pop(task_id, None)
+        if event is not None:
+            event.set()
+
+    async def sleep_until_due(self, task_id: str, delay: float) -> bool:
+        """Sleep ``delay`` seconds or until ``nudge(task_id)``; True when nudged."""
+        event = self._nudges.setdefault(task_id, anyio.Event())
+        with anyio.move_on_after(delay):
+            await event.wait()
+            return True
+        return False
+
+    async def watch(self, task: Task | str) -> AsyncIterator[Task]:
+        """Yield snapshots of the task whenever its status or progress changes, ending with the
+        terminal one. Polls follow ``self.poll`` (server-hinted, jittered, capped)."""
+        if isinstance(task, str):
+            current = await self.get(task)
+            started = anyio.current_time()
+            yield current
+            first = False
+        else:
+            current = task
+            started = self._submitted_at.get(task.id, anyio.current_time())
+            yield current
+            first = True
+        spec = self.provider.models.get(current.model or "")
+        default_estimate = spec.typical_seconds if spec else 60.0
+        while not current.is_terminal:
+            delay = self.poll.next_delay(
+                current,
+                anyio.current_time() - started,
+                first=first,
+                default_estimate=default_estimate,
+            )
+            first = False
+            await self.sleep_until_due(current.id, delay)
+            latest = await self.get(current.id)
+            if latest.model is None and current.model is not None:
+                latest = _with_model(latest, current.model)
+            if latest.status != current.status or latest.progress != current.progress:
+                yield latest
+            current = latest
+        self._submitted_at.pop(current.id, None)
+
+    async def wait(self, task: Task | str, *, timeout: float | None = None) -> Task:
+        """Poll until the task is terminal and return it (completed, failed or cancelled).
+
+        ``timeout`` (seconds) raises ``TaskTimeoutError`` carrying the last snapshot; the task
+        itself goes on at the provider.
+        """
+        last: Task | None = task if isinstance(task, Task) else None
+        task_id = task.id if isinstance(task, Task) else task
+        with anyio.move_on_after(timeout) as scope:
+            async for snapshot in self.watch(task):
+                last = snapshot
+        if scope.cancelled_caught or last is None or not last.is_terminal:
+            raise TaskTimeoutError(
+                f"task not finished after {timeout} s; it is still running at the provider",
+                task=last,
+                provider=self.provider.name,
+                model=last.model if last else None,
+                task_id=task_id,
+            )
+        return last
+
+    async def generate(self, request: VideoRequest, *, timeout: float | None = None) -> Task:
+        """Submit and wait. Returns the completed task; ``TaskFailedError`` otherwise."""
+        task = await self.submit(request)
+        done = await self.wait(task, timeout=timeout)
+        if done.status is not TaskStatus.COMPLETED:
+            raise TaskFailedError(done)
+        return done
+
+    async def download(
+        self, task: Task | str, dest: str | os.PathLike[str], *, overwrite: bool = False
+    ) -> list[Path]:
+        """Save the task's videos into the directory ``dest``; returns their paths.
+
+        Each file streams to ``NAME.part`` and is renamed only when complete; an interrupted
+        transfer resumes with a ``Range`` request; an existing file is an error unless
+        ``overwrite``.
+        """
+        if isinstance(task, str):
+            task = await self.get(task)
+        return await download_task(
+            self.session,
+            task,
+            dest,
+            overwrite=overwrite,
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=self.timeouts.connect, sock_read=self.timeouts.read
+            ),
+        )
+
+
+def _with_model(task: Task, model: str) -> Task:
+    import attrs
+
+    return attrs.evolve(task, model=model)

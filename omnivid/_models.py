@@ -1,0 +1,181 @@
+"""Domain models shared by every provider: requests, tasks, videos.
+
+Wire names never appear here: each provider adapter maps its own JSON to these classes.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import attrs
+import cattrs
+from attrs import field, frozen
+
+__all__ = [
+    "Task",
+    "TaskError",
+    "TaskStatus",
+    "Video",
+    "VideoRequest",
+    "converter",
+]
+
+Duration = int | Literal["auto"]
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a task is in its life. ``completed``, ``failed`` and ``cancelled`` are terminal."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the task will not change again."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+def _to_tuple(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def _to_duration(value: Any) -> Duration | None:
+    if value is None or value == "auto":
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, bool):
+        return value  # rejected by validation with a clear message
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value  # type: ignore[no-any-return]
+
+
+@frozen(kw_only=True)
+class VideoRequest:
+    """One video generation, independent of provider.
+
+    ``images`` and ``videos`` hold http(s) URLs, data URLs or local file paths; local files are
+    turned into data URLs where the provider accepts them. ``duration`` is seconds or ``"auto"``.
+    ``extend_from`` is an earlier task id to continue or edit (multi-turn). ``extra`` is passed
+    through to the provider's body unchanged, for fields omnivid does not know yet.
+    """
+
+    model: str
+    prompt: str | None = None
+    images: tuple[str, ...] = field(default=(), converter=_to_tuple)
+    videos: tuple[str, ...] = field(default=(), converter=_to_tuple)
+    duration: Duration | None = field(default=None, converter=_to_duration)
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    generation_type: str | None = None
+    extend_from: str | None = None
+    callback_url: str | None = None
+    extra: Mapping[str, Any] = field(factory=dict, converter=dict, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form, omitting unset fields (the form used in journals and JSONL)."""
+        out: dict[str, Any] = {}
+        for a in attrs.fields(VideoRequest):
+            value = getattr(self, a.name)
+            if value is None or value == () or (a.name == "extra" and not value):
+                continue
+            out[a.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VideoRequest:
+        """Build from the plain form; unknown keys are a ``ValidationError`` naming them."""
+        from .errors import ValidationError
+
+        names = {a.name for a in attrs.fields(VideoRequest)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValidationError(
+                unknown[0], data[unknown[0]], f"unknown field; known: {', '.join(sorted(names))}"
+            )
+        if "model" not in data:
+            raise ValidationError("model", None, "required")
+        return cls(**data)
+
+    def fingerprint(self) -> str:
+        """A stable SHA-256 of the request, to spot the same job submitted twice."""
+        body = {k: v for k, v in self.to_dict().items() if k != "callback_url"}
+        canon = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canon.encode()).hexdigest()
+
+
+@frozen
+class Video:
+    """One generated video: where to fetch it and until when (UTC), if the provider says."""
+
+    url: str
+    expires_at: datetime | None = None
+
+
+@frozen
+class TaskError:
+    """Why a task failed: the provider's code (e.g. ``task_failed``) and its message."""
+
+    code: str
+    message: str
+
+
+@frozen(kw_only=True)
+class Task:
+    """A snapshot of a provider task, in one shape for every provider.
+
+    Times are UTC datetimes; durations and estimates are seconds as the provider reports them;
+    ``cost`` is in the provider's currency units and ``credits`` in its credits. ``raw`` is the
+    provider's JSON object for the task, unwrapped.
+    """
+
+    id: str
+    provider: str
+    model: str | None = None
+    status: TaskStatus = TaskStatus.PENDING
+    progress: int = 0
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    estimated_seconds: float | None = None
+    actual_seconds: float | None = None
+    cost: float | None = None
+    credits: float | None = None
+    videos: tuple[Video, ...] = ()
+    error: TaskError | None = None
+    raw: Mapping[str, Any] = field(factory=dict, hash=False, eq=False, repr=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the task is completed, failed or cancelled."""
+        return self.status.is_terminal
+
+    @property
+    def video_urls(self) -> list[str]:
+        """The result URLs, in order."""
+        return [v.url for v in self.videos]
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter()
+    conv.register_unstructure_hook(datetime, lambda d: d.timestamp())
+    conv.register_structure_hook(datetime, lambda v, _: datetime.fromtimestamp(float(v), tz=UTC))
+    return conv
+
+
+converter = _make_converter()
+"""The domain converter: ``converter.unstructure(task)`` gives JSON-ready data (datetimes as
+unix seconds) and ``converter.structure(data, Task)`` reads it back."""

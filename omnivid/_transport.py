@@ -1,0 +1,252 @@
+"""HTTP to one provider account: typed errors, the shared gate, and retries via ``backoff``.
+
+Reads (GET) are retried on connection errors, timeouts, 429, 5xx and unreadable 2xx bodies.
+A submit (POST) is retried only where the provider provably did not accept it: a 429, or a
+connection that failed before the body was sent. Anything else after sending raises
+:class:`~omnivid.errors.SubmissionUnknownError` (unless ``resubmit_ambiguous``).
+
+The API key is sent in the ``Authorization`` header only, and never logged or put in errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+import backoff
+from attrs import frozen
+
+from ._limits import AccountGate
+from ._models import Task, VideoRequest
+from ._retry import RetryPolicy, parse_retry_after
+from .errors import (
+    APIError,
+    RateLimitError,
+    ServerError,
+    SubmissionUnknownError,
+    TransportError,
+    TransportTimeoutError,
+)
+from .providers import Provider
+from .providers._wire import decode_json
+
+__all__ = ["Timeouts", "Transport"]
+
+log = logging.getLogger("omnivid")
+T = TypeVar("T")
+
+
+@frozen(kw_only=True)
+class Timeouts:
+    """Seconds: ``connect`` to open a connection, ``read`` between bytes of a response,
+    ``total`` for a whole API exchange (None: no limit beyond the other two)."""
+
+    connect: float = 10.0
+    read: float = 60.0
+    total: float | None = 120.0
+
+    def client_timeout(self) -> aiohttp.ClientTimeout:
+        """As aiohttp's timeout object."""
+        return aiohttp.ClientTimeout(
+            total=self.total, sock_connect=self.connect, sock_read=self.read
+        )
+
+
+class _NotSent(TransportError):
+    """A connection failure before the request body left: safe to resend."""
+
+
+class Transport:
+    """Sends API requests for one provider account and turns answers into tasks or errors."""
+
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        api_key: str,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        gate: AccountGate,
+    ) -> None:
+        self.provider = provider
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self.base_url = base_url.rstrip("/")
+        self.session = session
+        self.timeouts = timeouts
+        self._timeout = timeouts.client_timeout()
+        self.retry = retry
+        self.gate = gate
+        self.counters: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.provider.name} {self.base_url}>"
+
+    # -- public operations -------------------------------------------------------------------
+    async def get_task(self, task_id: str, *, model: str | None = None) -> Task:
+        """Read a task, retrying transient failures."""
+
+        async def once() -> Task:
+            self.counters["polls"] += 1
+            status, text, _ = await self._send("GET", f"/v1/tasks/{task_id}", None, model=model)
+            data = decode_json(text)
+            if data is None:
+                raise self.provider.malformed("task", text, status=status, task_id=task_id)
+            return self.provider.parse_task(data)
+
+        return await self._with_retries(once, _read_retryable)
+
+    async def submit(self, request: VideoRequest, body: dict[str, Any]) -> Task:
+        """Create a task. Never resends a body the provider may have accepted (see module)."""
+        fingerprint = request.fingerprint()
+
+        async def once() -> Task:
+            self.counters["submits"] += 1
+            try:
+                _, text, _ = await self._send(
+                    "POST", "/v1/videos/generations", body, model=request.model
+                )
+            except _NotSent:
+                raise
+            except (TransportError, ServerError) as exc:
+                raise self._ambiguous(request, fingerprint, exc) from None
+            data = decode_json(text)
+            try:
+                if data is None:
+                    raise self.provider.malformed("submit", text, model=request.model)
+                return self.provider.parse_submit(data, request)
+            except APIError as exc:
+                raise self._ambiguous(request, fingerprint, exc) from None
+
+        def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, SubmissionUnknownError):
+                return self.retry.resubmit_ambiguous
+            return isinstance(exc, RateLimitError | _NotSent)
+
+        task = await self._with_retries(once, retryable)
+        log.debug("submitted %s task %s (%s)", self.provider.name, task.id, request.model)
+        return task
+
+    # -- machinery ---------------------------------------------------------------------------
+    def _ambiguous(
+        self, request: VideoRequest, fingerprint: str, exc: Exception
+    ) -> SubmissionUnknownError:
+        self.counters["ambiguous_submits"] += 1
+        if self.retry.resubmit_ambiguous:
+            log.warning(
+                "submit of %s may have been accepted (%s); resubmitting as configured "
+                "(fingerprint %s)",
+                request.model,
+                type(exc).__name__,
+                fingerprint[:16],
+            )
+        return SubmissionUnknownError(
+            f"the submit may have been accepted by {self.provider.name} but its answer was "
+            f"lost ({type(exc).__name__}: {exc}); not resubmitted, to avoid paying twice. "
+            f"Check the provider's task list for request fingerprint {fingerprint[:16]}",
+            fingerprint=fingerprint,
+            cause=exc,
+            provider=self.provider.name,
+            model=request.model,
+        )
+
+    async def _with_retries(
+        self, once: Callable[[], Awaitable[T]], retryable: Callable[[BaseException], bool]
+    ) -> T:
+        if self.retry.max_retries == 0:
+            return await once()
+
+        def on_backoff(details: Any) -> None:
+            self.counters["retries"] += 1
+            exc = details.get("exception")
+            log.debug(
+                "retrying %s after %s in %.3fs (try %d)",
+                self.provider.name,
+                type(exc).__name__,
+                details.get("wait", 0.0),
+                details.get("tries", 0),
+            )
+
+        run = backoff.on_exception(
+            self.retry.waits,
+            Exception,
+            max_tries=self.retry.max_retries + 1,
+            jitter=None,
+            giveup=lambda e: not retryable(e),
+            on_backoff=on_backoff,
+            logger=None,
+        )(once)
+        result: T = await run()
+        return result
+
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, *, model: str | None
+    ) -> tuple[int, str, dict[str, str]]:
+        await self.gate.acquire()
+        url = self.base_url + path
+        started = time.perf_counter()
+        try:
+            async with self.session.request(
+                method, url, json=body, headers=self._auth, timeout=self._timeout
+            ) as resp:
+                text = await resp.text(errors="replace")
+                status = resp.status
+                headers = {k.lower(): v for k, v in resp.headers.items()}
+        except aiohttp.ClientConnectorError as exc:
+            raise _NotSent(
+                f"cannot connect to {self.provider.name}: {exc.strerror or type(exc).__name__}",
+                provider=self.provider.name,
+                model=model,
+            ) from None
+        except aiohttp.ConnectionTimeoutError:
+            raise _NotSent(
+                f"timed out connecting to {self.provider.name}",
+                provider=self.provider.name,
+                model=model,
+            ) from None
+        except TimeoutError:
+            raise TransportTimeoutError(
+                f"{method} {path} to {self.provider.name} timed out waiting for the answer",
+                provider=self.provider.name,
+                model=model,
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(
+                f"{method} {path} to {self.provider.name} failed: {type(exc).__name__}",
+                provider=self.provider.name,
+                model=model,
+            ) from None
+        request_id = headers.get("x-request-id")
+        log.debug(
+            "%s %s -> %d in %.1f ms (request id %s)",
+            method,
+            path,
+            status,
+            (time.perf_counter() - started) * 1000,
+            request_id,
+        )
+        if status == 429:
+            retry_after = parse_retry_after(headers.get("retry-after"))
+            self.counters["rate_limited"] += 1
+            self.gate.on_rate_limited(retry_after, cap=self.retry.retry_after_cap)
+            raise self.provider.error_from_response(
+                status, text, retry_after=retry_after, request_id=request_id, model=model
+            )
+        self.gate.on_success()
+        if status >= 300:
+            task_id = path.rsplit("/", 1)[-1] if path.startswith("/v1/tasks/") else None
+            raise self.provider.error_from_response(
+                status, text, request_id=request_id, model=model, task_id=task_id
+            )
+        return status, text, headers
+
+
+def _read_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, TransportError | RateLimitError | ServerError):
+        return True
+    return isinstance(exc, APIError) and exc.status < 300

@@ -1,0 +1,254 @@
+"""Exceptions raised by omnivid.
+
+Every error carries the context needed to act on it: the provider, the model, the task id and
+the provider's request id where one is known. An API key never appears in any of them.
+
+Hierarchy::
+
+    OmnividError
+    ├── ConfigurationError          (missing API key, unknown provider or model)
+    ├── ValidationError             (bad request, caught before the network; also a ValueError)
+    ├── TransportError              (connection failed, reset, timed out)
+    │   └── TransportTimeoutError
+    ├── APIError                    (the provider answered with an error status)
+    │   ├── BadRequestError         (400)
+    │   ├── AuthenticationError     (401)
+    │   ├── InsufficientCreditError (402)
+    │   ├── PermissionDeniedError   (403)
+    │   ├── NotFoundError           (404)
+    │   ├── RateLimitError          (429, ``retry_after`` seconds or None)
+    │   └── ServerError             (5xx)
+    ├── SubmissionUnknownError      (a submit may have been accepted: never resubmitted silently)
+    ├── TaskFailedError             (the task ended failed or cancelled; carries the task)
+    ├── TaskTimeoutError            (waited too long; carries the task id, the task lives on)
+    ├── BudgetExceededError         (``max_cost`` reached: the job was not submitted)
+    └── DownloadError               (a result could not be downloaded: expired, truncated, exists)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import Task
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "DownloadError",
+    "InsufficientCreditError",
+    "NotFoundError",
+    "OmnividError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "SubmissionUnknownError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "TransportError",
+    "TransportTimeoutError",
+    "ValidationError",
+]
+
+
+class OmnividError(Exception):
+    """Root of every omnivid error.
+
+    ``provider``, ``model``, ``task_id`` and ``request_id`` say where it happened, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        task_id: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.task_id = task_id
+        self.request_id = request_id
+
+    def _context(self) -> str:
+        parts = [
+            f"{name}={value}"
+            for name, value in (
+                ("provider", self.provider),
+                ("model", self.model),
+                ("task_id", self.task_id),
+                ("request_id", self.request_id),
+            )
+            if value
+        ]
+        return f" [{', '.join(parts)}]" if parts else ""
+
+    def __str__(self) -> str:
+        return f"{self.message}{self._context()}"
+
+
+class ConfigurationError(OmnividError):
+    """The client is not set up to run: a missing API key, an unknown provider or model."""
+
+
+class ValidationError(OmnividError, ValueError):
+    """A request breaks a provider's documented rule; raised before any network traffic.
+
+    The message names the field, the value and the rule, e.g.
+    ``duration=7: Omni-Flash-Ext accepts 4, 6, 8 or 10``.
+    """
+
+    def __init__(
+        self,
+        field: str,
+        value: Any,
+        rule: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        self.field = field
+        self.value = value
+        self.rule = rule
+        super().__init__(f"{field}={_short(value)}: {rule}", provider=provider, model=model)
+
+
+class TransportError(OmnividError):
+    """The HTTP exchange failed: connection refused or reset, or the response was cut off."""
+
+
+class TransportTimeoutError(TransportError, TimeoutError):
+    """The HTTP exchange timed out."""
+
+
+class APIError(OmnividError):
+    """The provider answered with an error status.
+
+    ``status`` is the HTTP status; ``code`` and ``type`` are the provider's own (kept as given,
+    e.g. ``invalid_duration`` or ``model_access_denied``); ``body`` is an excerpt of the raw
+    response text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        type: str | None = None,
+        body: str = "",
+        provider: str | None = None,
+        model: str | None = None,
+        task_id: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, model=model, task_id=task_id, request_id=request_id
+        )
+        self.status = status
+        self.code = code
+        self.type = type
+        self.body = body
+
+    def __str__(self) -> str:
+        detail = ", ".join(
+            f"{k}={v}" for k, v in (("code", self.code), ("type", self.type)) if v is not None
+        )
+        detail = f" ({detail})" if detail else ""
+        return f"HTTP {self.status}{detail}: {self.message}{self._context()}"
+
+
+class BadRequestError(APIError):
+    """400: the provider rejected the parameters."""
+
+
+class AuthenticationError(APIError):
+    """401: the API key was refused."""
+
+
+class InsufficientCreditError(APIError):
+    """402: the account's balance or quota is exhausted."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the key may not use this model or resource."""
+
+
+class NotFoundError(APIError):
+    """404: no such task (or endpoint)."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests. ``retry_after`` is the server's hint in seconds, or None."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx: the provider failed."""
+
+
+class SubmissionUnknownError(OmnividError):
+    """A submit failed after its body was sent: the provider may have created (and will bill) it.
+
+    omnivid does not resubmit it unless told to. ``fingerprint`` identifies the request so the
+    caller can reconcile it with the provider's dashboard; ``cause`` is the underlying error.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fingerprint: str,
+        cause: BaseException | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.fingerprint = fingerprint
+        self.cause = cause
+
+
+class TaskFailedError(OmnividError):
+    """The task reached ``failed`` or ``cancelled``. ``task`` is the terminal task."""
+
+    def __init__(self, task: Task) -> None:
+        err = task.error
+        why = f"{err.code}: {err.message}" if err else "no reason given"
+        super().__init__(
+            f"task {task.status.value}: {why}",
+            provider=task.provider,
+            model=task.model,
+            task_id=task.id,
+        )
+        self.task = task
+
+
+class TaskTimeoutError(OmnividError, TimeoutError):
+    """Waiting for a task took longer than allowed. The task still exists: ``task_id`` is set
+    and ``task`` is the last snapshot seen (or None)."""
+
+    def __init__(self, message: str, *, task: Task | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.task = task
+
+
+class BudgetExceededError(OmnividError):
+    """``max_cost`` would be passed by this job, so it was not submitted."""
+
+
+class DownloadError(OmnividError):
+    """A result could not be saved: the URL expired, the transfer failed, or the file exists."""
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

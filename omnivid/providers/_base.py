@@ -1,0 +1,217 @@
+"""What a provider adapter is, and the registry that holds them.
+
+A provider is one module defining a :class:`Provider` subclass and calling :func:`register`.
+Each of its models is a :class:`ModelSpec`: a name, a description of its rules for humans, and
+a ``check`` function enforcing them before the network.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import attrs
+from attrs import frozen
+
+from .._models import Task, TaskStatus, VideoRequest
+from ..errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InsufficientCreditError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
+
+__all__ = [
+    "CheckOptions",
+    "FailureKind",
+    "ModelSpec",
+    "Provider",
+    "all_models",
+    "get_provider",
+    "list_providers",
+    "provider_for_model",
+    "register",
+]
+
+FailureKind = str
+"""``"transient"`` (worth resubmitting), ``"permanent"`` (never) or ``"unknown"``."""
+
+
+@frozen
+class CheckOptions:
+    """Switches for local validation. ``allow_private_callbacks`` is for tests on loopback."""
+
+    allow_private_callbacks: bool = False
+
+
+DEFAULT_CHECKS = CheckOptions()
+
+
+@frozen
+class ModelSpec:
+    """One model of one provider: its rules for humans (``rules``) and for code (``check``)."""
+
+    name: str
+    provider: str
+    summary: str
+    modes: tuple[str, ...]
+    rules: tuple[str, ...]
+    check: Callable[[VideoRequest, CheckOptions], None] = attrs.field(repr=False, eq=False)
+    typical_seconds: float = 60.0
+
+
+_STATUS_ERRORS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientCreditError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+class Provider(abc.ABC):
+    """Base of every provider adapter. Subclasses set the class attributes and wire methods."""
+
+    name: ClassVar[str]
+    base_url: ClassVar[str]
+    env_var: ClassVar[str]
+    models: ClassVar[Mapping[str, ModelSpec]]
+
+    # -- requests ---------------------------------------------------------------------------
+    def spec(self, model: str) -> ModelSpec:
+        """The model's spec, or a ``ValidationError`` listing the models this provider has."""
+        try:
+            return self.models[model]
+        except KeyError:
+            known = ", ".join(sorted(self.models))
+            raise ValidationError(
+                "model", model, f"{self.name} offers {known}", provider=self.name
+            ) from None
+
+    def validate(self, request: VideoRequest, options: CheckOptions = DEFAULT_CHECKS) -> None:
+        """Check every documented rule locally; raise ``ValidationError`` on the first broken."""
+        self.spec(request.model).check(request, options)
+
+    @abc.abstractmethod
+    def build_submit_body(
+        self, request: VideoRequest, options: CheckOptions = DEFAULT_CHECKS
+    ) -> dict[str, Any]:
+        """Validate ``request`` and return the JSON body to POST (local files become data)."""
+
+    # -- responses --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def parse_submit(self, data: Any, request: VideoRequest) -> Task:
+        """The task created by a successful submit response."""
+
+    @abc.abstractmethod
+    def parse_task(self, data: Any) -> Task:
+        """A task from a task-status response (or a callback body)."""
+
+    def classify_failure(self, task: Task) -> FailureKind:
+        """Whether a failed task is worth resubmitting: transient, permanent or unknown."""
+        if task.status is TaskStatus.CANCELLED:
+            return "permanent"
+        text = f"{task.error.code} {task.error.message}".lower() if task.error else ""
+        if any(w in text for w in ("moderat", "safety", "policy", "invalid", "审核", "违规")):
+            return "permanent"
+        if any(w in text for w in ("quota", "timeout", "timed out", "overload", "busy", "超时")):
+            return "transient"
+        return "unknown"
+
+    def error_from_response(
+        self,
+        status: int,
+        text: str,
+        *,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+        model: str | None = None,
+        task_id: str | None = None,
+    ) -> APIError:
+        """The typed error for a non-2xx response; never raises on a malformed body."""
+        code: str | None = None
+        type_: str | None = None
+        message = ""
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            err = body["error"]
+            code = None if err.get("code") is None else str(err.get("code"))
+            type_ = None if err.get("type") is None else str(err.get("type"))
+            message = str(err.get("message") or "")
+        if not message:
+            message = text.strip()[:200] or "(empty body)"
+        cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIError)
+        kwargs: dict[str, Any] = {
+            "status": status,
+            "code": code,
+            "type": type_,
+            "body": text[:500],
+            "provider": self.name,
+            "model": model,
+            "task_id": task_id,
+            "request_id": request_id,
+        }
+        if cls is RateLimitError:
+            return RateLimitError(message, retry_after=retry_after, **kwargs)
+        return cls(message, **kwargs)
+
+    def malformed(self, what: str, text: str, *, status: int = 200, **ctx: Any) -> APIError:
+        """An ``APIError`` for a 2xx response omnivid cannot read."""
+        return APIError(
+            f"malformed {what} response: {text.strip()[:200] or '(empty body)'}",
+            status=status,
+            body=text[:500],
+            provider=self.name,
+            **ctx,
+        )
+
+
+_REGISTRY: dict[str, Provider] = {}
+
+
+def register(provider: Provider) -> Provider:
+    """Add a provider adapter to the registry (a provider module calls this once)."""
+    _REGISTRY[provider.name] = provider
+    return provider
+
+
+def get_provider(name: str | Provider) -> Provider:
+    """The registered adapter for ``name``; ``ConfigurationError`` lists the known ones."""
+    if isinstance(name, Provider):
+        return name
+    try:
+        return _REGISTRY[name.lower()]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ConfigurationError(f"unknown provider {name!r}; known: {known}") from None
+
+
+def list_providers() -> list[Provider]:
+    """Every registered provider, by name."""
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def all_models() -> list[ModelSpec]:
+    """Every model of every provider."""
+    return [spec for p in list_providers() for spec in p.models.values()]
+
+
+def provider_for_model(model: str) -> Provider:
+    """The provider offering ``model`` (model names are unique across providers)."""
+    for p in list_providers():
+        if model in p.models:
+            return p
+    known = ", ".join(sorted(s.name for s in all_models()))
+    raise ValidationError("model", model, f"no provider offers it; known: {known}")
