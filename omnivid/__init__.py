@@ -15,8 +15,12 @@ simulator and pytest plugin in :mod:`omnivid.testing`.
 """
 
 from . import errors, providers
+from ._batch import Batch, MapRun
+from ._batch_policy import ResubmitPolicy
 from ._client import AsyncClient
+from ._journal import Journal, JournalEntry
 from ._models import Task, TaskError, TaskStatus, Video, VideoRequest
+from ._outcome import BatchStats, Event, Outcome
 from ._polling import PollPolicy
 from ._retry import RetryPolicy
 from ._transport import Timeouts
@@ -25,7 +29,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",
+    "Batch",
+    "BatchStats",
+    "Event",
+    "Journal",
+    "JournalEntry",
+    "MapRun",
+    "Outcome",
     "PollPolicy",
+    "ResubmitPolicy",
     "RetryPolicy",
     "Task",
     "TaskError",

@@ -4,26 +4,39 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
 import anyio
+import anyio.abc
 
+from ._batch import Batch, MapRun
+from ._batch_policy import DEFAULT_RESUBMIT, ResubmitPolicy
 from ._download import download_task
 from ._limits import AccountGate
 from ._models import Task, TaskStatus, VideoRequest
 from ._polling import PollPolicy
 from ._retry import RetryPolicy
+from ._scheduler import BatchOptions
 from ._transport import Timeouts, Transport
-from .errors import ConfigurationError, TaskFailedError, TaskTimeoutError
+from .errors import APIError, ConfigurationError, TaskFailedError, TaskTimeoutError
 from .providers import CheckOptions, Provider, get_provider
+
+if TYPE_CHECKING:
+    from ._batch import BatchInput
+    from ._batch_policy import CostEstimate
+    from ._journal import Journal
+    from ._outcome import Event
+    from .integrations import CallbackReceiver
 
 __all__ = ["AsyncClient"]
 
 log = logging.getLogger("omnivid")
+_SUBMITTED_KEEP = 10_000  # submit times kept for ``watch`` (oldest dropped first)
 
 
 class AsyncClient:
@@ -39,6 +52,10 @@ class AsyncClient:
     ``EVOLINK_API_KEY``). ``rate_limit`` (requests/s) starts the account's rate limiter;
     without it omnivid sends as fast as allowed until the first 429. ``time_scale`` scales every
     wait (polls, cooldowns), for simulators that run faster than real time.
+
+    ``callbacks`` (a :class:`~omnivid.integrations.CallbackReceiver`, EvoLink only) gives each
+    submit a callback URL with a per-task token; a verified callback wakes ``wait``/``watch``
+    at once, and polling falls back to ``callbacks.fallback_poll`` unless ``poll`` is given.
     """
 
     def __init__(
@@ -56,8 +73,15 @@ class AsyncClient:
         adaptive_rate: bool = True,
         time_scale: float = 1.0,
         allow_private_callbacks: bool = False,
+        callbacks: CallbackReceiver | None = None,
     ) -> None:
         self.provider = get_provider(provider)
+        if not time_scale > 0:
+            raise ConfigurationError(
+                f"time_scale={time_scale!r}: must be a positive number of real seconds per "
+                "provider second",
+                provider=self.provider.name,
+            )
         key = api_key if api_key is not None else os.environ.get(self.provider.env_var)
         if not key:
             raise ConfigurationError(
@@ -70,6 +94,8 @@ class AsyncClient:
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.time_scale = time_scale
+        if poll is None and callbacks is not None:
+            poll = callbacks.fallback_poll
         self.poll = (
             (poll or PollPolicy()).scaled(time_scale)
             if time_scale != 1.0
@@ -82,7 +108,14 @@ class AsyncClient:
         self._owns_session = session is None
         self._transport: Transport | None = None
         self._nudges: dict[str, anyio.Event] = {}
-        self._submitted_at: dict[str, float] = {}
+        # submit time per task id, read by the first poll of a later ``watch``; bounded, since
+        # callers that never ``watch`` (``map``, their own polling loops) never remove theirs
+        self._submitted_at: OrderedDict[str, float] = OrderedDict()
+        self._nudge_listeners: list[Callable[[str], bool]] = []  # batch pollers
+        self._services: anyio.abc.TaskGroup | None = None  # hosts `async for` over map()
+        self.callbacks = callbacks
+        if callbacks is not None:
+            callbacks.attach(self)
 
     def __repr__(self) -> str:
         return f"<AsyncClient provider={self.provider.name!r} base_url={self.base_url!r}>"
@@ -101,6 +134,11 @@ class AsyncClient:
             retry=self.retry,
             gate=self.gate,
         )
+        if self.callbacks is not None:
+            self.callbacks.attach(self)
+        services = anyio.create_task_group()
+        await services.__aenter__()
+        self._services = services
         return self
 
     async def __aexit__(
@@ -109,7 +147,14 @@ class AsyncClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        services, self._services = self._services, None
+        try:
+            if services is not None:
+                # batches iterated without `async with` end with the client
+                services.cancel_scope.cancel()
+                await services.__aexit__(None, None, None)
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Close the session if this client opened it."""
@@ -117,6 +162,8 @@ class AsyncClient:
             await self._session.close()
             self._session = None
         self._transport = None
+        if self.callbacks is not None:
+            self.callbacks.detach(self)
 
     @property
     def transport(self) -> Transport:
@@ -155,22 +202,43 @@ class AsyncClient:
         transport = self.transport
         if body is None:
             body = self.build_body(request)
-        task = await transport.submit(request, body)
+        token = None
+        if self.callbacks is not None:
+            token, body = self.callbacks.prepare(request.fingerprint(), body)
+        try:
+            task = await transport.submit(request, body)
+        except BaseException as exc:
+            if token is not None and self.callbacks is not None:
+                # only an API error answer proves the provider did not create the task
+                ambiguous = not isinstance(exc, APIError)
+                self.callbacks.submit_failed(token, ambiguous=ambiguous)
+            raise
         self._submitted_at[task.id] = anyio.current_time()
+        if len(self._submitted_at) > _SUBMITTED_KEEP:
+            self._submitted_at.popitem(last=False)
+        if token is not None and self.callbacks is not None:
+            with anyio.CancelScope(shield=True):
+                await self.callbacks.bind(task.id, token)
         return task
 
     async def get(self, task_id: str) -> Task:
         """The task's current state."""
         return await self.transport.get_task(task_id)
 
-    def nudge(self, task_id: str) -> None:
-        """Poll ``task_id`` now in any ``wait``/``watch`` on it (a callback arrived)."""
+    def nudge(self, task_id: str) -> bool:
+        """Poll ``task_id`` now in any ``wait``/``watch`` on it (a callback arrived); True
+        when someone was waiting."""
         event = self._nudges.pop(task_id, None)
         if event is not None:
             event.set()
+        woken = [listener(task_id) for listener in tuple(self._nudge_listeners)]
+        return event is not None or any(woken)
 
     async def sleep_until_due(self, task_id: str, delay: float) -> bool:
-        """Sleep ``delay`` seconds or until ``nudge(task_id)``; True when nudged."""
+        """Sleep ``delay`` seconds or until ``nudge(task_id)``; True when nudged (also at once
+        when a callback for it was confirmed before anyone waited)."""
+        if self.callbacks is not None and self.callbacks.take_wake(task_id):
+            return True
         event = self._nudges.setdefault(task_id, anyio.Event())
         with anyio.move_on_after(delay):
             await event.wait()
@@ -237,6 +305,90 @@ class AsyncClient:
         if done.status is not TaskStatus.COMPLETED:
             raise TaskFailedError(done)
         return done
+
+    # -- batches -----------------------------------------------------------------------------
+    def map(
+        self,
+        requests: BatchInput,
+        *,
+        max_in_flight: int = 16,
+        max_cost: float | None = None,
+        deadline: float | None = None,
+        resubmit: ResubmitPolicy | None = DEFAULT_RESUBMIT,
+        journal: str | os.PathLike[str] | Journal | None = None,
+        resubmit_ambiguous: bool = False,
+        on_event: Callable[[Event], None] | None = None,
+        cost_estimate: CostEstimate | None = None,
+        prefetch: int | None = None,
+    ) -> MapRun:
+        """Run many requests; outcomes come back as they complete. See :class:`~omnivid.MapRun`.
+
+        ``requests``: an iterable or async iterable of ``VideoRequest`` or ``(key, request)``
+        pairs, pulled lazily. ``max_in_flight``: tasks submitted and not finished, at most.
+        ``max_cost``: budget in the provider's billing unit. ``deadline``: provider seconds a
+        task may run after its submit (scaled by ``time_scale``). ``resubmit``: which failed
+        tasks are submitted again (None: never). ``journal``: a path or ``Journal`` making the
+        batch resumable. ``resubmit_ambiguous``: resubmit jobs whose submit may have been
+        accepted. ``on_event``: called with every :class:`~omnivid.Event`.
+        ``cost_estimate``: per-job cost reserved by ``max_cost`` (default: the model's).
+        ``prefetch``: jobs pulled ahead of the in-flight limit (default min(max_in_flight,
+        64), at least 8)::
+
+            async with client.map(requests, max_in_flight=32) as outcomes:
+                async for outcome in outcomes:
+                    print(outcome.key, outcome.ok, outcome.task_id)
+        """
+        return MapRun(
+            self,
+            requests,
+            BatchOptions(
+                max_in_flight=max_in_flight,
+                max_cost=max_cost,
+                deadline=deadline,
+                resubmit=resubmit,
+                journal=journal,
+                resubmit_ambiguous=resubmit_ambiguous,
+                on_event=on_event,
+                cost_estimate=cost_estimate,
+                prefetch=prefetch,
+            ),
+        )
+
+    def open_batch(
+        self,
+        *,
+        max_in_flight: int = 16,
+        max_cost: float | None = None,
+        deadline: float | None = None,
+        resubmit: ResubmitPolicy | None = DEFAULT_RESUBMIT,
+        journal: str | os.PathLike[str] | Journal | None = None,
+        resubmit_ambiguous: bool = False,
+        on_event: Callable[[Event], None] | None = None,
+        cost_estimate: CostEstimate | None = None,
+        prefetch: int | None = None,
+    ) -> Batch:
+        """A batch to add requests to while its outcomes stream (settings as in :meth:`map`)::
+
+            async with client.open_batch(max_in_flight=8) as batch:
+                batch.add(request, key="intro")
+                batch.close()  # no more requests: iteration ends after the last outcome
+                async for outcome in batch:
+                    ...
+        """
+        return Batch(
+            self,
+            BatchOptions(
+                max_in_flight=max_in_flight,
+                max_cost=max_cost,
+                deadline=deadline,
+                resubmit=resubmit,
+                journal=journal,
+                resubmit_ambiguous=resubmit_ambiguous,
+                on_event=on_event,
+                cost_estimate=cost_estimate,
+                prefetch=prefetch,
+            ),
+        )
 
     async def download(
         self, task: Task | str, dest: str | os.PathLike[str], *, overwrite: bool = False

@@ -79,15 +79,17 @@ async def download_video(
     if path.exists() and not overwrite:
         raise DownloadError(f"{path} exists; pass overwrite=True to replace it", **ctx)
     part = path.with_name(path.name + ".part")
-    etag: str | None = None
+    seen: dict[str, str] = {}  # the ETag of the file being fetched, once a response gave it
     attempts = 0
     while True:
         have = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
-        if have and etag:
-            headers["If-Range"] = etag
+        if have and "etag" in seen:
+            headers["If-Range"] = seen["etag"]
         try:
-            done, etag = await _fetch(session, video, part, have, headers, timeout, ctx)
+            done = await _fetch(session, video, part, have, headers, timeout, ctx, seen)
+        except (aiohttp.InvalidURL, ValueError) as exc:
+            raise DownloadError(f"cannot download {video.url!r}: {exc}", **ctx) from None
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
             attempts += 1
             if attempts > max_resumes:
@@ -111,18 +113,35 @@ async def _fetch(
     headers: dict[str, str],
     timeout: aiohttp.ClientTimeout | None,
     ctx: dict[str, str | None],
-) -> tuple[bool, str | None]:
-    """One GET; appends to ``part``. True when the file is complete."""
+    seen: dict[str, str],
+) -> bool:
+    """One GET; appends to ``part``. True when the file is complete.
+
+    The response's ``ETag`` is stored in ``seen`` before the body is read, so that a transfer
+    cut short resumes with ``If-Range`` (a changed file then comes back whole, not spliced).
+    """
     async with session.get(video.url, headers=headers, timeout=timeout) as resp:
         if resp.status == 416 and have:
-            return True, resp.headers.get("ETag")
+            # "bytes */SIZE": complete only if we hold exactly SIZE bytes; else start over
+            size = resp.headers.get("Content-Range", "").rpartition("/")[2]
+            if size.isdigit() and int(size) == have:
+                return True
+            part.unlink(missing_ok=True)
+            raise aiohttp.ClientPayloadError(f"{part} does not match the remote file")
         if resp.status not in (200, 206):
             expired = video.expires_at is not None and video.expires_at < datetime.now(UTC)
             why = " (the URL has expired)" if expired or resp.status in (403, 410) else ""
             raise DownloadError(f"GET {video.url} answered HTTP {resp.status}{why}", **ctx)
         etag = resp.headers.get("ETag")
+        if etag:
+            seen["etag"] = etag
+        else:
+            seen.pop("etag", None)
         if resp.status == 200:
             have = 0  # the server ignored Range (or the file changed): start over
+        elif _range_start(resp) != have:
+            part.unlink(missing_ok=True)
+            raise aiohttp.ClientPayloadError(f"the server resumed at the wrong offset for {part}")
         total = _total_length(resp, have)
         with part.open("ab" if resp.status == 206 else "wb") as out:
             async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -130,7 +149,13 @@ async def _fetch(
                 have += len(chunk)
         if total is not None and have < total:
             raise aiohttp.ClientPayloadError(f"got {have} of {total} bytes")
-        return True, etag
+        return True
+
+
+def _range_start(resp: aiohttp.ClientResponse) -> int | None:
+    """The first byte of a 206 answer, from ``Content-Range: bytes START-END/SIZE``."""
+    spec = resp.headers.get("Content-Range", "").removeprefix("bytes ").partition("-")[0]
+    return int(spec) if spec.strip().isdigit() else None
 
 
 def _total_length(resp: aiohttp.ClientResponse, have: int) -> int | None:

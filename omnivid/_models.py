@@ -54,6 +54,11 @@ def _to_tuple(value: Iterable[str] | str | None) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _to_extra(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A plain dict copy (so the request cannot change under the caller's feet)."""
+    return {} if value is None else dict(value)
+
+
 def _to_duration(value: Any) -> Duration | None:
     if value is None or value == "auto":
         return value  # type: ignore[no-any-return]
@@ -84,7 +89,7 @@ class VideoRequest:
     generation_type: str | None = None
     extend_from: str | None = None
     callback_url: str | None = None
-    extra: Mapping[str, Any] = field(factory=dict, converter=dict, hash=False)
+    extra: Mapping[str, Any] = field(factory=dict, converter=_to_extra, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form, omitting unset fields (the form used in journals and JSONL)."""
@@ -109,6 +114,13 @@ class VideoRequest:
             )
         if "model" not in data:
             raise ValidationError("model", None, "required")
+        for name in ("images", "videos"):
+            value = data.get(name)
+            if value is not None and not isinstance(value, str | list | tuple):
+                raise ValidationError(name, value, "must be a list of URLs or file paths")
+        extra = data.get("extra")
+        if extra is not None and not isinstance(extra, Mapping):
+            raise ValidationError("extra", extra, "must be an object (a mapping)")
         return cls(**data)
 
     def fingerprint(self) -> str:

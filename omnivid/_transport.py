@@ -15,8 +15,10 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
+import anyio
 import backoff
 from attrs import frozen
 
@@ -30,6 +32,7 @@ from .errors import (
     SubmissionUnknownError,
     TransportError,
     TransportTimeoutError,
+    ValidationError,
 )
 from .providers import Provider
 from .providers._wire import decode_json
@@ -83,6 +86,10 @@ class Transport:
         self.retry = retry
         self.gate = gate
         self.counters: Counter[str] = Counter()
+        self._runners: dict[
+            tuple[Callable[[BaseException], bool], RetryPolicy],
+            Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]],
+        ] = {}
 
     def __repr__(self) -> str:
         return f"<Transport {self.provider.name} {self.base_url}>"
@@ -90,10 +97,13 @@ class Transport:
     # -- public operations -------------------------------------------------------------------
     async def get_task(self, task_id: str, *, model: str | None = None) -> Task:
         """Read a task, retrying transient failures."""
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise ValidationError("task_id", task_id, "must be a non-empty string")
+        path = f"/v1/tasks/{quote(task_id, safe='')}"
 
         async def once() -> Task:
             self.counters["polls"] += 1
-            status, text, _ = await self._send("GET", f"/v1/tasks/{task_id}", None, model=model)
+            status, text, _ = await self._send("GET", path, None, model=model, task_id=task_id)
             data = decode_json(text)
             if data is None:
                 raise self.provider.malformed("task", text, status=status, task_id=task_id)
@@ -103,7 +113,6 @@ class Transport:
 
     async def submit(self, request: VideoRequest, body: dict[str, Any]) -> Task:
         """Create a task. Never resends a body the provider may have accepted (see module)."""
-        fingerprint = request.fingerprint()
 
         async def once() -> Task:
             self.counters["submits"] += 1
@@ -114,28 +123,27 @@ class Transport:
             except _NotSent:
                 raise
             except (TransportError, ServerError) as exc:
-                raise self._ambiguous(request, fingerprint, exc) from None
+                raise self._ambiguous(request, exc) from None
             data = decode_json(text)
             try:
                 if data is None:
                     raise self.provider.malformed("submit", text, model=request.model)
                 return self.provider.parse_submit(data, request)
             except APIError as exc:
-                raise self._ambiguous(request, fingerprint, exc) from None
+                raise self._ambiguous(request, exc) from None
 
-        def retryable(exc: BaseException) -> bool:
-            if isinstance(exc, SubmissionUnknownError):
-                return self.retry.resubmit_ambiguous
-            return isinstance(exc, RateLimitError | _NotSent)
-
-        task = await self._with_retries(once, retryable)
+        task = await self._with_retries(once, self._submit_retryable)
         log.debug("submitted %s task %s (%s)", self.provider.name, task.id, request.model)
         return task
 
     # -- machinery ---------------------------------------------------------------------------
-    def _ambiguous(
-        self, request: VideoRequest, fingerprint: str, exc: Exception
-    ) -> SubmissionUnknownError:
+    def _submit_retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, SubmissionUnknownError):
+            return self.retry.resubmit_ambiguous
+        return isinstance(exc, RateLimitError | _NotSent)
+
+    def _ambiguous(self, request: VideoRequest, exc: Exception) -> SubmissionUnknownError:
+        fingerprint = request.fingerprint()
         self.counters["ambiguous_submits"] += 1
         if self.retry.resubmit_ambiguous:
             log.warning(
@@ -160,7 +168,17 @@ class Transport:
     ) -> T:
         if self.retry.max_retries == 0:
             return await once()
+        # one decorated runner per (predicate, policy), reused: decorating per call is slow
+        key = (retryable, self.retry)
+        runner = self._runners.get(key)
+        if runner is None:
+            runner = self._runners[key] = self._runner(retryable)
+        result: T = await runner(once)
+        return result
 
+    def _runner(
+        self, retryable: Callable[[BaseException], bool]
+    ) -> Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]:
         def on_backoff(details: Any) -> None:
             self.counters["retries"] += 1
             exc = details.get("exception")
@@ -172,7 +190,7 @@ class Transport:
                 details.get("tries", 0),
             )
 
-        run = backoff.on_exception(
+        run: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]] = backoff.on_exception(
             self.retry.waits,
             Exception,
             max_tries=self.retry.max_retries + 1,
@@ -180,46 +198,58 @@ class Transport:
             giveup=lambda e: not retryable(e),
             on_backoff=on_backoff,
             logger=None,
-        )(once)
-        result: T = await run()
-        return result
+        )(_call)
+        return run
 
     async def _send(
-        self, method: str, path: str, body: dict[str, Any] | None, *, model: str | None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        model: str | None,
+        task_id: str | None = None,
     ) -> tuple[int, str, dict[str, str]]:
         await self.gate.acquire()
         url = self.base_url + path
         started = time.perf_counter()
         try:
-            async with self.session.request(
-                method, url, json=body, headers=self._auth, timeout=self._timeout
-            ) as resp:
-                text = await resp.text(errors="replace")
-                status = resp.status
-                headers = {k.lower(): v for k, v in resp.headers.items()}
+            # a POST on the wire may create (and bill) a task: once sent, it is not cancelled
+            # halfway, so its task id is learnt and recorded (bounded by ``timeouts``)
+            with anyio.CancelScope(shield=method == "POST"):
+                async with self.session.request(
+                    method, url, json=body, headers=self._auth, timeout=self._timeout
+                ) as resp:
+                    text = await resp.text(errors="replace")
+                    status = resp.status
+                    headers = {k.lower(): v for k, v in resp.headers.items()}
         except aiohttp.ClientConnectorError as exc:
             raise _NotSent(
                 f"cannot connect to {self.provider.name}: {exc.strerror or type(exc).__name__}",
                 provider=self.provider.name,
                 model=model,
+                task_id=task_id,
             ) from None
         except aiohttp.ConnectionTimeoutError:
             raise _NotSent(
                 f"timed out connecting to {self.provider.name}",
                 provider=self.provider.name,
                 model=model,
+                task_id=task_id,
             ) from None
         except TimeoutError:
             raise TransportTimeoutError(
                 f"{method} {path} to {self.provider.name} timed out waiting for the answer",
                 provider=self.provider.name,
                 model=model,
+                task_id=task_id,
             ) from None
         except aiohttp.ClientError as exc:
             raise TransportError(
                 f"{method} {path} to {self.provider.name} failed: {type(exc).__name__}",
                 provider=self.provider.name,
                 model=model,
+                task_id=task_id,
             ) from None
         request_id = headers.get("x-request-id")
         log.debug(
@@ -235,15 +265,23 @@ class Transport:
             self.counters["rate_limited"] += 1
             self.gate.on_rate_limited(retry_after, cap=self.retry.retry_after_cap)
             raise self.provider.error_from_response(
-                status, text, retry_after=retry_after, request_id=request_id, model=model
+                status,
+                text,
+                retry_after=retry_after,
+                request_id=request_id,
+                model=model,
+                task_id=task_id,
             )
         self.gate.on_success()
         if status >= 300:
-            task_id = path.rsplit("/", 1)[-1] if path.startswith("/v1/tasks/") else None
             raise self.provider.error_from_response(
                 status, text, request_id=request_id, model=model, task_id=task_id
             )
         return status, text, headers
+
+
+async def _call(once: Callable[[], Awaitable[T]]) -> T:
+    return await once()
 
 
 def _read_retryable(exc: BaseException) -> bool:

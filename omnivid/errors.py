@@ -8,6 +8,7 @@ Hierarchy::
     OmnividError
     ├── ConfigurationError          (missing API key, unknown provider or model)
     ├── ValidationError             (bad request, caught before the network; also a ValueError)
+    │   └── JournalConflictError    (a journal key already holds a different request)
     ├── TransportError              (connection failed, reset, timed out)
     │   └── TransportTimeoutError
     ├── APIError                    (the provider answered with an error status)
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigurationError",
     "DownloadError",
     "InsufficientCreditError",
+    "JournalConflictError",
     "NotFoundError",
     "OmnividError",
     "PermissionDeniedError",
@@ -130,9 +132,21 @@ class TransportTimeoutError(TransportError, TimeoutError):
 class APIError(OmnividError):
     """The provider answered with an error status.
 
-    ``status`` is the HTTP status; ``code`` and ``type`` are the provider's own (kept as given,
-    e.g. ``invalid_duration`` or ``model_access_denied``); ``body`` is an excerpt of the raw
-    response text.
+    ``status`` is the HTTP status; ``body`` is an excerpt of the raw response text (a non-JSON
+    or malformed body still gives an ``APIError``, with ``code`` and ``type`` None).
+
+    The providers' error objects differ: EvoLink sends a string business code
+    (``{"code": "model_access_denied", "type": "invalid_request_error"}``) while APIMart sends
+    the HTTP status again as an integer and puts the meaningful identifier in ``type``
+    (``{"code": 400, "type": "invalid_duration"}``). So that callers can branch on one attribute
+    for both providers:
+
+    * ``code`` is the **most specific identifier**: the provider's ``error.code`` when it is a
+      word (``model_access_denied``, ``insufficient_quota``), else its ``error.type``
+      (``invalid_duration``, ``unsupported_image_count``, ``payment_required``);
+    * ``type`` is the provider's ``error.type``, as given;
+    * ``wire_code`` is the provider's ``error.code`` as given, as a string (``"400"``,
+      ``"model_access_denied"``).
     """
 
     def __init__(
@@ -147,6 +161,7 @@ class APIError(OmnividError):
         model: str | None = None,
         task_id: str | None = None,
         request_id: str | None = None,
+        wire_code: str | None = None,
     ) -> None:
         super().__init__(
             message, provider=provider, model=model, task_id=task_id, request_id=request_id
@@ -155,11 +170,13 @@ class APIError(OmnividError):
         self.code = code
         self.type = type
         self.body = body
+        self.wire_code = wire_code
 
     def __str__(self) -> str:
-        detail = ", ".join(
-            f"{k}={v}" for k, v in (("code", self.code), ("type", self.type)) if v is not None
-        )
+        pairs = [("code", self.code)]
+        if self.type != self.code:
+            pairs.append(("type", self.type))
+        detail = ", ".join(f"{k}={v}" for k, v in pairs if v is not None)
         detail = f" ({detail})" if detail else ""
         return f"HTTP {self.status}{detail}: {self.message}{self._context()}"
 
@@ -239,6 +256,14 @@ class TaskTimeoutError(OmnividError, TimeoutError):
     def __init__(self, message: str, *, task: Task | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.task = task
+
+
+class JournalConflictError(ValidationError):
+    """A job's key is already in the journal with a different request (or twice in one batch).
+
+    ``field`` is ``"key"`` and ``value`` the key. The job is not submitted: reusing a key for a
+    changed request would silently resubmit (and pay for) it.
+    """
 
 
 class BudgetExceededError(OmnividError):

@@ -66,6 +66,9 @@ class ModelSpec:
     rules: tuple[str, ...]
     check: Callable[[VideoRequest, CheckOptions], None] = attrs.field(repr=False, eq=False)
     typical_seconds: float = 60.0
+    cost_estimate: float | None = None
+    """A typical task's cost in the provider's billing unit (APIMart: currency, EvoLink:
+    credits), reserved by a batch's ``max_cost`` before each submit; None if unknown."""
 
 
 _STATUS_ERRORS: dict[int, type[APIError]] = {
@@ -85,13 +88,15 @@ class Provider(abc.ABC):
     base_url: ClassVar[str]
     env_var: ClassVar[str]
     models: ClassVar[Mapping[str, ModelSpec]]
+    callback_field: ClassVar[str | None] = None
+    """The submit body's field for a completion callback URL; None if the provider has none."""
 
     # -- requests ---------------------------------------------------------------------------
     def spec(self, model: str) -> ModelSpec:
         """The model's spec, or a ``ValidationError`` listing the models this provider has."""
         try:
             return self.models[model]
-        except KeyError:
+        except (KeyError, TypeError):
             known = ", ".join(sorted(self.models))
             raise ValidationError(
                 "model", model, f"{self.name} offers {known}", provider=self.name
@@ -137,19 +142,27 @@ class Provider(abc.ABC):
         model: str | None = None,
         task_id: str | None = None,
     ) -> APIError:
-        """The typed error for a non-2xx response; never raises on a malformed body."""
-        code: str | None = None
+        """The typed error for a non-2xx response; never raises on a malformed body.
+
+        ``code`` is the most specific identifier (see :class:`~omnivid.errors.APIError`): the
+        provider's ``error.code`` unless it is just a number, then its ``error.type``.
+        """
+        wire_code: str | None = None
         type_: str | None = None
         message = ""
         try:
             body = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             err = body["error"]
-            code = None if err.get("code") is None else str(err.get("code"))
+            wire_code = None if err.get("code") is None else str(err.get("code"))
             type_ = None if err.get("type") is None else str(err.get("type"))
             message = str(err.get("message") or "")
+        elif isinstance(body, dict) and isinstance(body.get("message"), str):
+            message = body["message"]
+        numeric = wire_code is None or wire_code.lstrip("-").isdigit()
+        code = type_ if numeric and type_ else wire_code
         if not message:
             message = text.strip()[:200] or "(empty body)"
         cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIError)
@@ -157,6 +170,7 @@ class Provider(abc.ABC):
             "status": status,
             "code": code,
             "type": type_,
+            "wire_code": wire_code,
             "body": text[:500],
             "provider": self.name,
             "model": model,

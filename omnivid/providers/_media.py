@@ -53,6 +53,8 @@ def resolve_media(
     def fail(rule: str) -> ValidationError:
         return ValidationError(field, value, rule, provider=provider, model=model)
 
+    if not isinstance(value, str) or not value.strip():
+        raise fail("must be a non-empty string: an http(s) URL, a data URL or a file path")
     lowered = value.lower()
     if lowered.startswith(("http://", "https://")):
         return value

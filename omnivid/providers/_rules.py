@@ -68,10 +68,15 @@ class Checker:
         """HTTPS, a public host, at most 2048 characters (EvoLink's documented rules)."""
         if url is None:
             return
+        if not isinstance(url, str):
+            raise self.fail("callback_url", url, "must be a string (an https:// URL)")
         if len(url) > 2048:
             raise self.fail("callback_url", url, "must be at most 2048 characters")
-        parts = urlsplit(url)
-        host = parts.hostname or ""
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").rstrip(".")
+        except ValueError:
+            raise self.fail("callback_url", url, "is not a valid URL") from None
         if allow_private and parts.scheme in ("http", "https") and host:
             return
         if parts.scheme != "https" or not host:

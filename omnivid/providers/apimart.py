@@ -111,7 +111,7 @@ def _check_ext(request: VideoRequest, options: CheckOptions) -> None:
     if request.generation_type == "frame":
         c.count("images", request.images, [1], "generation_type='frame' takes exactly 1 image")
     elif request.generation_type == "reference":
-        c.count("images", request.images, [1, 3], "generation_type='reference' takes 1 or 3")
+        c.count("images", request.images, [1, 3], "generation_type='reference' takes 1 or 3 images")
     elif n not in (0, 1, 3):
         c.count("images", request.images, [0, 1, 3], f"{EXT} accepts 0, 1 or 3 images")
     if len(request.videos) > 1:
@@ -121,6 +121,7 @@ def _check_ext(request: VideoRequest, options: CheckOptions) -> None:
             "duration", request.duration, f"{EXT} does not take duration together with videos"
         )
     size = request.extra.get("size")
+    c.choice("extra.size", size, ["16:9", "9:16"])
     if size is not None and request.aspect_ratio is not None and size != request.aspect_ratio:
         raise c.fail("extra.size", size, f"must equal aspect_ratio={request.aspect_ratio!r}")
 
@@ -146,6 +147,7 @@ class APIMart(Provider):
             ),
             check=_check_gemini,
             typical_seconds=60.0,
+            cost_estimate=1.0,
         ),
         EXT: ModelSpec(
             name=EXT,
@@ -161,6 +163,7 @@ class APIMart(Provider):
             ),
             check=_check_ext,
             typical_seconds=240.0,
+            cost_estimate=0.4,
         ),
     }
 

@@ -71,7 +71,7 @@ def _check_r2v(request: VideoRequest, options: CheckOptions) -> None:
     c.forbid(request, "videos", "resolution", "generation_type", "extend_from")
     c.count("images", request.images, range(1, 7), f"{R2V} takes 1 to 6 reference images")
     if request.duration != "auto":
-        c.choice("duration", request.duration, range(3, 11))
+        c.choice("duration", request.duration, [*range(3, 11), "auto"])
     c.choice("aspect_ratio", request.aspect_ratio, ["16:9", "9:16", "auto"])
     c.callback_url(request.callback_url, allow_private=options.allow_private_callbacks)
 
@@ -82,6 +82,7 @@ class EvoLink(Provider):
     name = NAME
     base_url = "https://api.evolink.ai"
     env_var = "EVOLINK_API_KEY"
+    callback_field = "callback_url"
     models: ClassVar[Mapping[str, ModelSpec]] = {
         R2V: ModelSpec(
             name=R2V,
@@ -97,6 +98,7 @@ class EvoLink(Provider):
             ),
             check=_check_r2v,
             typical_seconds=60.0,
+            cost_estimate=102.34,  # credits_reserved for the default 10 s (the docs' example)
         ),
     }
 

@@ -1,0 +1,88 @@
+"""B5 journal cost: B1's omnivid run with and without the SQLite journal.
+
+The same 5,000 instant jobs as B1 go through ``client.map`` twice per round, once with
+``journal=PATH`` (a new journal file in a temporary directory each run, so nothing is skipped
+or resumed) and once without; rounds alternate the order, the table shows medians::
+
+    cost = 1 - (jobs/s with journal) / (jobs/s without)            (target <= 0.15)
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import attrs
+
+from ._harness import BenchResult, Target
+from .b1_throughput import (
+    CONCURRENCY,
+    JOBS,
+    MODEL,
+    QUICK_JOBS,
+    QUICK_ROUNDS,
+    ROUNDS,
+    ThroughputRun,
+    omnivid_runner,
+    run_once,
+    summarize,
+    throughput_table,
+)
+
+__all__ = ["run"]
+
+
+def _with_journal(jobs: int) -> ThroughputRun:
+    with tempfile.TemporaryDirectory(prefix="omnivid-bench-") as tmp:
+        path = Path(tmp) / "journal.sqlite"
+        run = run_once("omnivid map + journal", omnivid_runner(jobs, journal=path), jobs)
+        run_size = path.stat().st_size if path.exists() else 0
+    run.contender = f"omnivid map + journal ({run_size / 1e6:.1f} MB)"
+    return run
+
+
+def run(quick: bool = False) -> BenchResult:
+    """Run B5 and return its result."""
+    started = time.perf_counter()
+    jobs = QUICK_JOBS if quick else JOBS
+    rounds = QUICK_ROUNDS if quick else ROUNDS
+    plain: list[ThroughputRun] = []
+    journaled: list[ThroughputRun] = []
+    for i in range(rounds):
+        for journal in (False, True) if i % 2 == 0 else (True, False):
+            if journal:
+                journaled.append(_with_journal(jobs))
+            else:
+                plain.append(run_once("omnivid map", omnivid_runner(jobs), jobs))
+    summaries = {
+        "omnivid map": summarize(plain),
+        "omnivid map + SQLite journal": summarize(journaled),
+    }
+    cost = 1 - (
+        summaries["omnivid map + SQLite journal"]["jobs_per_s"]
+        / summaries["omnivid map"]["jobs_per_s"]
+    )
+    result = BenchResult(
+        "b5",
+        "journal cost on B1's workload",
+        params={"jobs": jobs, "concurrency": CONCURRENCY, "rounds": rounds, "model": MODEL},
+        tables=[throughput_table(summaries, jobs)],
+        targets=[Target("journal costs <= 15% of throughput", f"{100 * cost:.1f} %", cost <= 0.15)],
+        notes=[
+            f"median of {rounds} alternating rounds, each against a fresh simulator; the "
+            "journal is a new file in a temporary directory each run",
+            "journal sizes per run: "
+            + ", ".join(r.contender.split("(")[-1].rstrip(")") for r in journaled),
+        ],
+        data={
+            "cost": cost,
+            "summary": summaries,
+            "runs": {
+                "plain": [attrs.asdict(r) for r in plain],
+                "journal": [attrs.asdict(r) for r in journaled],
+            },
+        },
+    )
+    result.seconds = time.perf_counter() - started
+    return result

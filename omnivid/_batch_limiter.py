@@ -1,0 +1,81 @@
+"""A counting limiter for the scheduler: cheap when free, fair (FIFO) when full, resizable.
+
+Unlike ``anyio.Semaphore`` it does not yield to the event loop when a unit is free, which keeps
+the scheduler's per-job overhead low, and its ``capacity`` can change while tasks wait.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import anyio
+
+__all__ = ["Limiter"]
+
+
+class Limiter:
+    """``capacity`` units; :meth:`acquire` waits (first come, first served) for a free one."""
+
+    __slots__ = ("_capacity", "_waiters", "used")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity={capacity}: must be 1 or more")
+        self._capacity = capacity
+        self.used = 0
+        self._waiters: deque[anyio.Event] = deque()
+
+    def __repr__(self) -> str:
+        return f"<Limiter {self.used}/{self._capacity} waiting={len(self._waiters)}>"
+
+    @property
+    def capacity(self) -> int:
+        """Units in all; raising it wakes waiters at once, lowering it takes effect as units
+        are released."""
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f"capacity={value}: must be 1 or more")
+        self._capacity = value
+        self._grant()
+
+    @property
+    def waiting(self) -> int:
+        """Tasks waiting for a unit."""
+        return len(self._waiters)
+
+    def try_acquire(self) -> bool:
+        """Take a unit if one is free now."""
+        if self.used < self._capacity and not self._waiters:
+            self.used += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Take a unit, waiting for one if none is free."""
+        if self.try_acquire():
+            return
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():
+                self.release()  # granted while being cancelled: hand the unit on
+            else:
+                self._waiters.remove(event)
+            raise
+
+    def release(self) -> None:
+        """Give a unit back."""
+        if self.used <= 0:
+            raise RuntimeError("Limiter released more often than acquired")
+        self.used -= 1
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters and self.used < self._capacity:
+            self.used += 1
+            self._waiters.popleft().set()

@@ -1,0 +1,386 @@
+"""A durable SQLite journal of batch jobs, so a batch can stop at any moment and resume.
+
+One row per job key. Its ``state`` moves::
+
+    intent ──> submitted ──> completed | failed | cancelled
+      │  ^          │
+      │  └──────────┘ (a failed task resubmitted: a new intent, the old task id kept)
+      └──> not_submitted   (never reached the provider: budget, invalid, refused)
+
+* ``intent`` is committed **before** the submit's POST: the request, its fingerprint, the
+  provider. A row left in ``intent`` means the submit's answer is unknown (the process died,
+  or the answer was lost): rerunning reports it and resubmits only when asked.
+* ``submitted`` is committed **right after** the POST returns, with the task id (every task id
+  a job ever had is kept in ``task_ids``): rerunning polls it, never resubmits it.
+* the terminal states record the task (JSON), its cost and error; downloads are added by the
+  CLI (:meth:`Journal.record_download`).
+
+Durability: the database runs in WAL mode with ``synchronous=NORMAL`` by default: a commit is
+in the WAL file (the OS page cache) when it returns, so it survives the process being killed
+(SIGKILL) at any moment; only an OS crash or power cut can lose the last commits. Pass
+``durability="full"`` to fsync every commit (survives power loss; each commit then costs a
+disk flush). Each state change is one small transaction (tens of microseconds).
+
+What is never stored: the API key or any header. The request is stored as given by the caller
+(``VideoRequest.to_dict()``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from attrs import frozen
+
+from ._models import Task, VideoRequest, converter
+from .errors import ConfigurationError
+
+__all__ = ["TERMINAL_STATES", "Journal", "JournalEntry", "JournalState"]
+
+JournalState = Literal["intent", "submitted", "completed", "failed", "cancelled", "not_submitted"]
+TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+_SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    key         TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    provider    TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    request     TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    task_id     TEXT,
+    task_ids    TEXT NOT NULL DEFAULT '[]',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    status      TEXT,
+    cost        REAL,
+    task        TEXT,
+    error       TEXT,
+    downloads   TEXT NOT NULL DEFAULT '[]',
+    run         TEXT,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_COLUMNS = (
+    "key, fingerprint, provider, model, request, state, task_id, task_ids, attempts, status, "
+    "cost, task, error, downloads, run, created_at, updated_at"
+)
+
+
+@frozen(kw_only=True)
+class JournalEntry:
+    """One job as the journal knows it. ``request`` and ``task`` are JSON-ready dicts
+    (``VideoRequest.to_dict()``, the cattrs form of ``Task``); times are unix seconds."""
+
+    key: str
+    fingerprint: str
+    provider: str
+    model: str
+    request: Mapping[str, Any]
+    state: JournalState
+    task_id: str | None
+    task_ids: tuple[str, ...]
+    attempts: int
+    status: str | None
+    cost: float | None
+    task: Mapping[str, Any] | None
+    error: str | None
+    downloads: tuple[Path, ...]
+    run: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def terminal(self) -> bool:
+        """True when the job's task finished (completed, failed or cancelled)."""
+        return self.state in TERMINAL_STATES
+
+    @property
+    def ambiguous(self) -> bool:
+        """True when a submit was intended but its answer never recorded."""
+        return self.state == "intent"
+
+    def video_request(self) -> VideoRequest:
+        """The recorded request as a ``VideoRequest``."""
+        return VideoRequest.from_dict(self.request)
+
+    def to_task(self) -> Task | None:
+        """The recorded task as a ``Task`` (None before it finished)."""
+        return converter.structure(dict(self.task), Task) if self.task is not None else None
+
+
+class Journal:
+    """The SQLite journal (see the module docstring). Open with :meth:`Journal.open`.
+
+    Safe to share between the batches of one process (for example one per provider) and
+    between threads; one process at a time should run batches on a journal file.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db: sqlite3.Connection | None = connection
+        self.path = path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        durability: Literal["normal", "full"] = "normal",
+    ) -> Journal:
+        """Open (creating if needed) the journal at ``path``."""
+        if durability not in ("normal", "full"):
+            raise ConfigurationError(f"durability={durability!r}: must be 'normal' or 'full'")
+        target = Path(path)
+        try:
+            db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"cannot open the journal {target}: {exc}") from None
+        try:
+            db.execute("PRAGMA busy_timeout = 5000")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise ConfigurationError(f"the journal {target} cannot use WAL mode ({mode})")
+            db.execute(f"PRAGMA synchronous = {durability.upper()}")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+            elif row[0] != _SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"the journal {target} has schema version {row[0]}; this omnivid reads "
+                    f"version {_SCHEMA_VERSION}"
+                )
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise ConfigurationError(f"{target} is not a usable journal: {exc}") from None
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, target)
+
+    def __repr__(self) -> str:
+        return f"<Journal {str(self.path)!r}{'' if self._db else ' closed'}>"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._db is None
+
+    # -- reading -----------------------------------------------------------------------------
+    def get(self, key: str | int) -> JournalEntry | None:
+        """The entry for ``key`` (stringified), or None."""
+        row = self._query(f"SELECT {_COLUMNS} FROM jobs WHERE key = ?", (str(key),)).fetchone()
+        return _entry(row) if row else None
+
+    def entries(self, *, state: str | None = None) -> Iterator[JournalEntry]:
+        """Every entry (or those in ``state``), in key order."""
+        if state is None:
+            rows = self._query(f"SELECT {_COLUMNS} FROM jobs ORDER BY key", ()).fetchall()
+        else:
+            rows = self._query(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state = ? ORDER BY key", (state,)
+            ).fetchall()
+        for row in rows:
+            yield _entry(row)
+
+    def counts(self) -> dict[str, int]:
+        """Number of entries per state."""
+        rows = self._query("SELECT state, COUNT(*) FROM jobs GROUP BY state", ()).fetchall()
+        return {str(state): int(n) for state, n in rows}
+
+    def __len__(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM jobs", ()).fetchone()[0])
+
+    # -- writing (each call is one committed transaction) ------------------------------------
+    def record_intent(
+        self,
+        key: str | int,
+        request: VideoRequest,
+        *,
+        provider: str,
+        fingerprint: str | None = None,
+        run: str | None = None,
+    ) -> None:
+        """Commit the intent to submit ``request`` under ``key`` (before the POST)."""
+        now = time.time()
+        self._write(
+            "INSERT INTO jobs (key, fingerprint, provider, model, request, state, run, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'intent', ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, "
+            "provider = excluded.provider, model = excluded.model, request = excluded.request, "
+            "state = 'intent', status = NULL, error = NULL, task = NULL, run = excluded.run, "
+            "updated_at = excluded.updated_at",
+            (
+                str(key),
+                fingerprint or request.fingerprint(),
+                provider,
+                request.model,
+                _dumps(request.to_dict()),
+                run,
+                now,
+                now,
+            ),
+        )
+
+    def record_submitted(
+        self, key: str | int, task: Task, *, task_ids: Sequence[str], attempts: int
+    ) -> None:
+        """Commit the task id the submit returned (right after the POST)."""
+        self._write(
+            "UPDATE jobs SET state = 'submitted', task_id = ?, task_ids = ?, attempts = ?, "
+            "status = ?, error = NULL, updated_at = ? WHERE key = ?",
+            (task.id, _dumps(list(task_ids)), attempts, task.status.value, time.time(), str(key)),
+        )
+
+    def record_finished(self, key: str | int, task: Task, *, cost: float) -> None:
+        """Commit a terminal task: its status, JSON, cost and error."""
+        state = task.status.value if task.is_terminal else "submitted"
+        error = f"{task.error.code}: {task.error.message}" if task.error else None
+        self._write(
+            "UPDATE jobs SET state = ?, task_id = ?, status = ?, cost = ?, task = ?, error = ?, "
+            "updated_at = ? WHERE key = ?",
+            (
+                state,
+                task.id,
+                task.status.value,
+                cost,
+                _dumps(converter.unstructure(task)),
+                error,
+                time.time(),
+                str(key),
+            ),
+        )
+
+    def record_error(self, key: str | int, message: str) -> None:
+        """Note an error on the entry without changing its state (e.g. a timeout, an
+        ambiguous submit)."""
+        self._write(
+            "UPDATE jobs SET error = ?, updated_at = ? WHERE key = ?",
+            (message, time.time(), str(key)),
+        )
+
+    def record_not_submitted(
+        self,
+        key: str | int,
+        request: VideoRequest,
+        *,
+        provider: str,
+        reason: str,
+        fingerprint: str | None = None,
+        run: str | None = None,
+    ) -> None:
+        """Commit that the job never reached the provider (it may be submitted on a rerun)."""
+        now = time.time()
+        self._write(
+            "INSERT INTO jobs (key, fingerprint, provider, model, request, state, error, run, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'not_submitted', ?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET state = 'not_submitted', error = excluded.error, "
+            "run = excluded.run, updated_at = excluded.updated_at",
+            (
+                str(key),
+                fingerprint or request.fingerprint(),
+                provider,
+                request.model,
+                _dumps(request.to_dict()),
+                reason,
+                run,
+                now,
+                now,
+            ),
+        )
+
+    def record_download(self, key: str | int, paths: Sequence[str | os.PathLike[str]]) -> None:
+        """Commit the files a job's videos were saved to (replacing earlier ones)."""
+        self._write(
+            "UPDATE jobs SET downloads = ?, updated_at = ? WHERE key = ?",
+            (_dumps([os.fspath(p) for p in paths]), time.time(), str(key)),
+        )
+
+    # -- machinery ---------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise ConfigurationError(f"the journal {self.path} is closed")
+        return self._db
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        with self._lock:
+            return self._connection().execute(sql, params)
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        # autocommit mode (isolation_level=None): one statement, one committed transaction
+        with self._lock:
+            self._connection().execute(sql, params)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _entry(row: tuple[Any, ...]) -> JournalEntry:
+    (
+        key,
+        fingerprint,
+        provider,
+        model,
+        request,
+        state,
+        task_id,
+        task_ids,
+        attempts,
+        status,
+        cost,
+        task,
+        error,
+        downloads,
+        run,
+        created_at,
+        updated_at,
+    ) = row
+    return JournalEntry(
+        key=key,
+        fingerprint=fingerprint,
+        provider=provider,
+        model=model,
+        request=json.loads(request),
+        state=state,
+        task_id=task_id,
+        task_ids=tuple(json.loads(task_ids)),
+        attempts=int(attempts),
+        status=status,
+        cost=cost,
+        task=json.loads(task) if task else None,
+        error=error,
+        downloads=tuple(Path(p) for p in json.loads(downloads)),
+        run=run,
+        created_at=float(created_at),
+        updated_at=float(updated_at),
+    )

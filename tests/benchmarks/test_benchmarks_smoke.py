@@ -1,0 +1,128 @@
+"""Smoke tests: every benchmark runs end to end at tiny size (``--quick``) so none can rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks._harness import SimOptions, percentile
+from omnivid.testing.__main__ import _parser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_quick(name: str, tmp_path: Path) -> dict[str, Any]:
+    """Run ``python -m benchmarks NAME --quick`` into ``tmp_path``; its JSON entry."""
+    out = tmp_path / "quick.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            name,
+            "--quick",
+            "--json",
+            str(out),
+            "--markdown",
+            str(tmp_path / "quick.md"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"### {name.upper()}:" in proc.stdout
+    assert (tmp_path / "quick.md").read_text().count("|") > 10
+    result: dict[str, Any] = json.loads(out.read_text())["benchmarks"][name]
+    return result
+
+
+def test_b1_both_contenders_finish_every_job(tmp_path: Path) -> None:
+    """B1 runs raw aiohttp and omnivid over the same jobs, each completing all of them."""
+    result = run_quick("b1", tmp_path)
+    jobs = result["params"]["jobs"]
+    for summary in result["data"]["summary"].values():
+        assert summary["completed"] == jobs
+        assert summary["requests"] == 2 * jobs
+    assert result["data"]["ratio"] > 0
+
+
+def test_b2_measures_polls_and_delays_for_each_poller(tmp_path: Path) -> None:
+    """B2 reports polls per task and non-negative completion delays for all three pollers."""
+    result = run_quick("b2", tmp_path)
+    assert set(result["data"]) == {"omnivid map", "fixed 5 s", "fixed 1 s"}
+    for figures in result["data"].values():
+        assert figures["completed"] == figures["jobs"]
+        assert figures["polls_per_task"] >= 1
+        assert figures["delay_p50_s"] > -1.0
+    assert (
+        result["data"]["fixed 1 s"]["polls_per_task"]
+        > result["data"]["fixed 5 s"]["polls_per_task"]
+    )
+
+
+def test_b3_semaphore_loop_hits_the_server_limit(tmp_path: Path) -> None:
+    """B3 runs both modes for both contenders; the semaphore-only loop draws 429s."""
+    result = run_quick("b3", tmp_path)
+    assert len(result["data"]) == 4
+    for name, figures in result["data"].items():
+        assert figures["jobs"] > 0, name
+        assert figures["answers"] > 0, name
+    assert result["data"]["semaphore only / no Retry-After"]["server_429s"] > 0
+
+
+def test_b4_reports_peak_rss_per_size(tmp_path: Path) -> None:
+    """B4 runs every size in a child process and reports its peak RSS."""
+    result = run_quick("b4", tmp_path)
+    runs = result["data"]["runs"]
+    assert [r["jobs"] for r in runs] == result["params"]["sizes"]
+    for r in runs:
+        assert r["ok"] == r["jobs"] == r["server_submits"]
+        assert 10 < r["peak_rss_mb"] < 1000
+
+
+def test_b5_compares_with_and_without_journal(tmp_path: Path) -> None:
+    """B5 runs omnivid with and without a journal and reports the cost."""
+    result = run_quick("b5", tmp_path)
+    jobs = result["params"]["jobs"]
+    assert len(result["data"]["summary"]) == 2
+    for summary in result["data"]["summary"].values():
+        assert summary["completed"] == jobs
+    assert result["data"]["cost"] < 1
+
+
+def test_unknown_benchmark_is_refused() -> None:
+    """``python -m benchmarks`` names the valid choices when given an unknown one."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "b9"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "b1, b2, b3, b4, b5" in proc.stderr
+
+
+@pytest.mark.parametrize(("q", "expected"), [(0.0, 1.0), (0.5, 2.5), (0.95, 3.85), (1.0, 4.0)])
+def test_percentile_interpolates_linearly(q: float, expected: float) -> None:
+    """The harness's percentile interpolates between closest ranks like numpy's default."""
+    assert percentile([4.0, 1.0, 3.0, 2.0], q) == pytest.approx(expected)
+
+
+def test_simulator_accepts_every_harness_flag() -> None:
+    """The flags the harness passes are ones ``python -m omnivid.testing`` understands."""
+    options = SimOptions(
+        time_scale=0.01, instant=True, rps=5, burst=2, retry_after=None, estimate_error=0.3
+    )
+    args = _parser().parse_args(["--port", "0", *options.to_args()])
+    assert (args.time_scale, args.instant, args.rps, args.burst) == (0.01, True, 5.0, 2.0)
+    assert (args.retry_after, args.estimate_error) == ("none", 0.3)

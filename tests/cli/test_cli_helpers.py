@@ -1,0 +1,115 @@
+"""The CLI's helpers: endpoints and keys, results lines, progress arithmetic."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from omnivid._cli_env import Endpoint, parse_base_urls, real_endpoints
+from omnivid._cli_jobs import UsageError
+from omnivid._cli_progress import BatchDisplay, format_duration
+from omnivid._cli_results import ResultRecord, ResultsFile, format_spend
+from omnivid.errors import ConfigurationError
+
+
+def test_base_url_for_named_provider() -> None:
+    """``PROVIDER=URL`` sets that provider's base URL, without a trailing slash."""
+    urls = parse_base_urls(["evolink=http://127.0.0.1:9/evolink/"], ["apimart", "evolink"])
+    assert urls == {"evolink": "http://127.0.0.1:9/evolink"}
+
+
+def test_bare_base_url_needs_a_single_provider() -> None:
+    """A bare URL is refused when the run uses two providers."""
+    assert parse_base_urls(["http://h/a"], ["apimart"]) == {"apimart": "http://h/a"}
+    with pytest.raises(UsageError, match="PROVIDER=URL"):
+        parse_base_urls(["http://h/a"], ["apimart", "evolink"])
+
+
+def test_base_url_unknown_provider() -> None:
+    """``NAME=URL`` with an unknown name lists the known providers."""
+    with pytest.raises(UsageError, match="unknown provider 'acme'"):
+        parse_base_urls(["acme=http://h"], ["apimart"])
+
+
+def test_base_url_must_be_http() -> None:
+    """A base URL must be http(s)."""
+    with pytest.raises(UsageError, match="must be an http"):
+        parse_base_urls(["apimart=ftp://h"], ["apimart"])
+
+
+def test_missing_key_message_names_variable_and_simulate() -> None:
+    """A missing key names the environment variable and ``--simulate``."""
+    with pytest.raises(ConfigurationError) as info:
+        real_endpoints(["evolink"], {}, environ={})
+    assert str(info.value) == (
+        "no API key for evolink: set EVOLINK_API_KEY (or use --simulate to try omnivid without one)"
+    )
+
+
+def test_endpoint_from_environment_hides_key() -> None:
+    """Keys and base URLs come from the environment; the key is not in the repr."""
+    env = {"APIMART_API_KEY": "sk-hidden", "OMNIVID_APIMART_BASE_URL": "http://h/apimart"}
+    endpoint = real_endpoints(["apimart"], {}, environ=env)["apimart"]
+    assert endpoint == Endpoint("apimart", "http://h/apimart", "sk-hidden")
+    assert "sk-hidden" not in repr(endpoint)
+
+
+def test_results_rewrite_sorts_by_line(tmp_path: Path) -> None:
+    """The final results file lists jobs in batch-file order, one JSON object per line."""
+    results = ResultsFile(tmp_path / "results.jsonl")
+    results.open()
+    second = ResultRecord(key="b", line=2, status="failed", ok=False, error="task failed")
+    first = ResultRecord(key="a", line=1, status="completed", ok=True, videos=("v/a.mp4",))
+    results.append(second)
+    results.append(first)
+    results.rewrite([second, first])
+    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in rows] == ["a", "b"]
+    assert rows[0]["videos"] == ["v/a.mp4"]
+    assert rows[1]["error"] == "task failed"
+
+
+def test_spend_per_provider_with_units() -> None:
+    """Spend is shown per provider, EvoLink's in credits."""
+    assert format_spend({"apimart": 0.4}) == "0.40"
+    assert format_spend({"apimart": 0.4, "evolink": 102.34}) == (
+        "0.40 (apimart) + 102.34 credits (evolink)"
+    )
+
+
+def test_format_duration() -> None:
+    """Durations print as seconds, minutes or hours; unknown as ``?``."""
+    assert [format_duration(s) for s in (None, 42, 185, 3720)] == ["?", "42s", "3m05s", "1h02m"]
+
+
+def test_eta_from_pace() -> None:
+    """ETA = elapsed x remaining / finished this run; unknown before the first."""
+    display = BatchDisplay(4, stream=io.StringIO(), mode="log")
+    assert display.eta() is None
+    display._started -= 10.0
+    display.job_finished(ResultRecord(key="1", line=1, status="completed", ok=True))
+    eta = display.eta()
+    assert eta is not None
+    assert 29.0 < eta < 31.0
+
+
+def test_log_line_per_finished_job() -> None:
+    """Without a bar each finished job is one log line with its task and cost."""
+    stream = io.StringIO()
+    with BatchDisplay(2, stream=stream, mode="log") as display:
+        display.job_finished(
+            ResultRecord(key="k", line=1, status="completed", ok=True, task_id="t1", cost=0.4)
+        )
+    assert stream.getvalue() == "[1/2] ok key=k task=t1 cost=0.40\n"
+
+
+def test_journal_results_do_not_count_as_spend() -> None:
+    """Jobs replayed from the journal are counted but add nothing to this run's spend."""
+    display = BatchDisplay(2, stream=io.StringIO(), mode="quiet")
+    display.job_finished(
+        ResultRecord(key="k", line=1, status="completed", ok=True, cost=1.0, from_journal=True)
+    )
+    assert (display.ok, display.spend) == (1, {})

@@ -1,0 +1,1 @@
+"""Tests of the core SDK: models, providers, transport, client, downloads."""

@@ -1,0 +1,199 @@
+"""download(): streamed to NAME.part, renamed when whole, resumed with Range, no overwrite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import omnivid
+from omnivid import errors
+from omnivid._download import download_task
+from omnivid.testing import Simulator, video_bytes
+
+from .conftest import Recorder
+
+GEMINI = "gemini-omni-flash-preview"
+R2V = "gemini-omni-flash-reference-to-video"
+MakeClient = Callable[..., omnivid.AsyncClient]
+
+
+def file_gets(recorder: Recorder) -> list[dict[str, str]]:
+    """Headers of every result-file request the session sent."""
+    return [s.headers for s in recorder.sent if "/files/" in s.url]
+
+
+async def finished(client: omnivid.AsyncClient, prompt: str = "apple") -> omnivid.Task:
+    """A completed gemini task made through ``client``."""
+    return await client.generate(omnivid.VideoRequest(model=GEMINI, prompt=prompt))
+
+
+@pytest.mark.anyio
+async def test_download_saves_the_whole_video(
+    make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """The video is saved as TASK_ID.mp4 with exactly the served bytes; no .part remains."""
+    async with make_client("apimart", session=recorder.session) as client:
+        task = await finished(client)
+        paths = await client.download(task, tmp_path / "out")
+    assert paths == [tmp_path / "out" / f"{task.id}.mp4"]
+    assert paths[0].read_bytes() == video_bytes(f"{task.id}/0")
+    assert list((tmp_path / "out").iterdir()) == paths
+    assert all("Range" not in h for h in file_gets(recorder))
+
+
+@pytest.mark.anyio
+async def test_download_evolink_result_by_task_id(
+    evolink: omnivid.AsyncClient, tmp_path: Path
+) -> None:
+    """download("task id") reads the task, then saves its result."""
+    task = await evolink.generate(
+        omnivid.VideoRequest(model=R2V, prompt="walk", images=["https://example.com/a.png"])
+    )
+    (path,) = await evolink.download(task.id, tmp_path)
+    assert path.read_bytes() == video_bytes(f"{task.id}/0")
+
+
+@pytest.mark.anyio
+async def test_interrupted_transfer_resumes_with_range(
+    sim: Simulator, make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A transfer cut half-way resumes from the bytes on disk with a Range request."""
+    async with make_client("apimart", session=recorder.session) as client:
+        task = await finished(client, "apple [[fault:truncate-download]]")
+        (path,) = await client.download(task, tmp_path)
+    full = video_bytes(f"{task.id}/0")
+    assert path.read_bytes() == full
+    first, second = file_gets(recorder)
+    assert "Range" not in first
+    assert second["Range"] == f"bytes={len(full) // 2}-"
+    assert second["If-Range"].startswith('"')
+    assert sim.stats.faults["truncate-download"] == 1
+    assert [r.status for r in sim.request_log if r.path.startswith("/files/")] == [200, 206]
+    assert not path.with_name(path.name + ".part").exists()
+
+
+@pytest.mark.anyio
+async def test_failed_download_keeps_the_part_and_a_rerun_resumes(
+    make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """When resumes run out, NAME.part holds what arrived; the next download continues it."""
+    async with make_client("apimart", session=recorder.session) as client:
+        task = await finished(client, "apple [[fault:truncate-download*3]]")
+        with pytest.raises(errors.DownloadError, match="a rerun resumes it") as caught:
+            await download_task(client.session, task, tmp_path, max_resumes=1)
+        assert caught.value.task_id == task.id
+        part = tmp_path / f"{task.id}.mp4.part"
+        assert 0 < part.stat().st_size < len(video_bytes(f"{task.id}/0"))
+        assert not (tmp_path / f"{task.id}.mp4").exists()
+        (path,) = await client.download(task, tmp_path)
+    assert path.read_bytes() == video_bytes(f"{task.id}/0")
+    assert not part.exists()
+    assert file_gets(recorder)[-1]["Range"].startswith("bytes=")
+
+
+@pytest.mark.anyio
+async def test_existing_part_file_is_resumed(
+    make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A NAME.part left by an earlier run is continued, not fetched again from byte 0."""
+    async with make_client("apimart", session=recorder.session) as client:
+        task = await finished(client)
+        full = video_bytes(f"{task.id}/0")
+        (tmp_path / f"{task.id}.mp4.part").write_bytes(full[:1000])
+        (path,) = await client.download(task, tmp_path)
+    assert path.read_bytes() == full
+    assert file_gets(recorder)[0]["Range"] == "bytes=1000-"
+
+
+@pytest.mark.anyio
+async def test_complete_part_file_is_just_renamed(
+    make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A NAME.part already holding every byte (server answers 416) is renamed into place."""
+    async with make_client("apimart", session=recorder.session) as client:
+        task = await finished(client)
+        full = video_bytes(f"{task.id}/0")
+        (tmp_path / f"{task.id}.mp4.part").write_bytes(full)
+        (path,) = await client.download(task, tmp_path)
+    assert path.read_bytes() == full
+    assert len(file_gets(recorder)) == 1
+
+
+@pytest.mark.anyio
+async def test_oversized_part_file_is_discarded(make_client: MakeClient, tmp_path: Path) -> None:
+    """A NAME.part longer than the remote file (a stale leftover) is dropped and refetched."""
+    async with make_client("apimart") as client:
+        task = await finished(client)
+        full = video_bytes(f"{task.id}/0")
+        (tmp_path / f"{task.id}.mp4.part").write_bytes(b"x" * (len(full) + 10))
+        (path,) = await client.download(task, tmp_path)
+    assert path.read_bytes() == full
+
+
+@pytest.mark.anyio
+async def test_existing_file_is_not_overwritten(
+    make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A file already at the destination is an error (no request made) unless overwrite."""
+    async with make_client("apimart", session=recorder.session) as client:
+        task = await finished(client)
+        target = tmp_path / f"{task.id}.mp4"
+        target.write_bytes(b"mine")
+        with pytest.raises(errors.DownloadError, match="exists; pass overwrite=True"):
+            await client.download(task, tmp_path)
+        assert target.read_bytes() == b"mine"
+        assert file_gets(recorder) == []
+        await client.download(task, tmp_path, overwrite=True)
+    assert target.read_bytes() == video_bytes(f"{task.id}/0")
+
+
+@pytest.mark.anyio
+async def test_unfinished_task_has_nothing_to_download(
+    apimart: omnivid.AsyncClient, tmp_path: Path
+) -> None:
+    """Downloading a task without videos is a DownloadError naming its status."""
+    task = await apimart.submit(omnivid.VideoRequest(model=GEMINI, prompt="a [[duration=999]]"))
+    with pytest.raises(errors.DownloadError, match="no videos to download"):
+        await apimart.download(task, tmp_path)
+
+
+@pytest.mark.anyio
+async def test_expired_url_is_reported(
+    sim: Simulator, apimart: omnivid.AsyncClient, tmp_path: Path
+) -> None:
+    """A result URL past its lifetime gives a DownloadError saying it expired; no file left."""
+    task = await finished(apimart)
+    sim.advance(sim.config.url_ttl + 60)
+    with pytest.raises(errors.DownloadError, match="expired"):
+        await apimart.download(task, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_the_api_key_is_not_sent_to_result_urls(
+    make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """API calls carry the Bearer key; requests for the (CDN) result file do not."""
+    async with make_client("apimart", session=recorder.session) as client:
+        task = await finished(client)
+        await client.download(task, tmp_path)
+    api = [s for s in recorder.sent if "/v1/" in s.url]
+    assert api and all(s.headers["Authorization"].startswith("Bearer ") for s in api)
+    assert file_gets(recorder) and all("Authorization" not in h for h in file_gets(recorder))
+
+
+@pytest.mark.anyio
+async def test_invalid_result_url_is_a_download_error(
+    apimart: omnivid.AsyncClient, tmp_path: Path
+) -> None:
+    """A result URL aiohttp cannot use gives DownloadError, not a raw aiohttp exception."""
+    task = omnivid.Task(
+        id="t",
+        provider="apimart",
+        status=omnivid.TaskStatus.COMPLETED,
+        videos=(omnivid.Video("not a url"),),
+    )
+    with pytest.raises(errors.DownloadError, match="cannot download"):
+        await apimart.download(task, tmp_path)
