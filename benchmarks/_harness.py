@@ -287,7 +287,19 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process, in MB (10^6 bytes; ``ru_maxrss`` is KiB)."""
+    """Peak resident set size of this process since its ``exec``, in MB (10^6 bytes).
+
+    Read from ``VmHWM`` in ``/proc/self/status``. ``getrusage().ru_maxrss`` would be wrong for a
+    child process: Linux carries the parent's peak into it across ``fork``/``exec``, so every
+    child of a big parent would report at least the parent's size. Falls back to
+    ``ru_maxrss`` where ``/proc`` is missing.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 

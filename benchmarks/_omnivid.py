@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, Iterable, Sequence
 from typing import Any
 
 import aiohttp
@@ -68,16 +68,22 @@ async def omnivid_map(
     time_scale: float,
     trace: Sequence[aiohttp.TraceConfig] = (),
     stop_after: float | None = None,
-    on_outcome: Callable[[], None] | None = None,
+    poll: omnivid.PollPolicy | None = None,
 ) -> MapTimings:
     """``client.map`` over ``(key, request)`` pairs with the default (scaled) poll policy.
 
     ``stop_after`` (real seconds) leaves the ``map`` block early, cancelling the rest.
+    ``poll`` replaces the poll policy (the client's ``time_scale`` then stays 1).
     """
     timings = MapTimings({}, {}, {})
     async with session(trace=trace) as http:
         client = omnivid.AsyncClient(
-            "apimart", base_url=base_url, api_key=api_key, session=http, time_scale=time_scale
+            "apimart",
+            base_url=base_url,
+            api_key=api_key,
+            session=http,
+            time_scale=1.0 if poll else time_scale,
+            poll=poll,
         )
         async with client:
             with anyio.move_on_after(stop_after):
@@ -85,15 +91,18 @@ async def omnivid_map(
                     async for outcome in outcomes:
                         key = int(outcome.key)
                         timings.done[key] = time.monotonic()
-                        timings.status[key] = (
-                            outcome.task.status.value
-                            if outcome.task
-                            else type(outcome.error).__name__
-                        )
-                        if on_outcome is not None:
-                            on_outcome()
+                        timings.status[key] = _status(outcome)
                     timings.statistics = _stats_dict(outcomes.statistics())
     return timings
+
+
+def _status(outcome: omnivid.Outcome) -> str:
+    """``completed`` for a good outcome, else the error's class or the task's status."""
+    if outcome.ok:
+        return "completed"
+    if outcome.error is not None:
+        return type(outcome.error).__name__
+    return outcome.task.status.value if outcome.task is not None else "unknown"
 
 
 def _stats_dict(stats: Any) -> dict[str, Any]:

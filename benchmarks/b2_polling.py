@@ -2,7 +2,8 @@
 
 500 ``Omni-Flash-Ext`` jobs whose true durations are spread evenly over 40-300 simulated
 seconds (set per job with the simulator's ``[[duration=D]]`` prompt marker, shuffled with a
-fixed seed), run with the simulator's clock 100x fast (``--time-scale 0.01``) and
+fixed seed), run with the simulator's clock 100x fast (``--time-scale 0.01``; 500x with
+``--quick``) and
 ``--estimate-error 0.3`` (each task reports ``estimated_time`` = D x U(0.7, 1.3)).
 
 Contenders: omnivid ``map`` (its default poll policy, scaled by ``time_scale=0.01``), and two
@@ -31,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import attrs
 from attrs import define
 
 import omnivid
@@ -52,7 +54,7 @@ from ._omnivid import omnivid_map
 __all__ = ["durations", "run"]
 
 MODEL = "Omni-Flash-Ext"
-SCALE = 0.01
+SCALE, QUICK_SCALE = 0.01, 0.002
 JOBS, QUICK_JOBS = 500, 30
 CONCURRENCY = 50
 LOW, HIGH = 40.0, 300.0
@@ -89,6 +91,7 @@ class PollingRun:
     delays: list[float]  # simulated seconds
     shares: list[float]
     submit_rtt: list[float]  # real seconds
+    client_statistics: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def polls_per_task(self) -> float:
@@ -103,6 +106,7 @@ def _measure(
     log: RequestLog,
     stats: dict[str, Any],
     seconds: float,
+    scale: float,
 ) -> PollingRun:
     sent: dict[int, tuple[float, float]] = {}
     for body, times in log.body_sent.items():
@@ -116,9 +120,9 @@ def _measure(
             continue
         completed += 1
         start, answered = sent[key]
-        real = jobs[key] * SCALE
+        real = jobs[key] * scale
         finished = (start + answered) / 2 + real
-        delays.append((arrived - finished) / SCALE)
+        delays.append((arrived - finished) / scale)
         shares.append((arrived - finished) / real)
         rtts.append(answered - start)
     return PollingRun(
@@ -140,20 +144,22 @@ def _run(
     concurrency: int,
     jobs: dict[int, float],
     go: Contender,
+    scale: float,
 ) -> PollingRun:
     log = RequestLog(keep_bodies=True)
-    options = SimOptions(time_scale=SCALE, estimate_error=ESTIMATE_ERROR)
+    options = SimOptions(time_scale=scale, estimate_error=ESTIMATE_ERROR)
     with SimProcess(options) as sim:
         t0 = time.perf_counter()
         done = anyio.run(go, sim.base_url("apimart"), sim.api_key, log)
         seconds = time.perf_counter() - t0
         stats = sim.stats()
-    return _measure(contender, concurrency, jobs, done, log, stats, seconds)
+    return _measure(contender, concurrency, jobs, done, log, stats, seconds, scale)
 
 
-def run_omnivid(jobs: dict[int, float], concurrency: int) -> PollingRun:
-    """omnivid ``map`` with its default poll policy at ``time_scale=SCALE``."""
+def run_omnivid(jobs: dict[int, float], concurrency: int, scale: float) -> PollingRun:
+    """omnivid ``map`` with its default poll policy at ``time_scale=scale``."""
     pairs = [(k, omnivid.VideoRequest(model=MODEL, prompt=prompt(k, d))) for k, d in jobs.items()]
+    client_stats: dict[str, Any] = {}
 
     async def go(base_url: str, api_key: str, log: RequestLog) -> Done:
         timings = await omnivid_map(
@@ -161,15 +167,18 @@ def run_omnivid(jobs: dict[int, float], concurrency: int) -> PollingRun:
             api_key,
             pairs,
             max_in_flight=concurrency,
-            time_scale=SCALE,
+            time_scale=scale,
             trace=[log.trace_config()],
         )
+        client_stats.update(timings.statistics)
         return {k: (t, timings.status[k]) for k, t in timings.done.items()}
 
-    return _run("omnivid map", concurrency, jobs, go)
+    run = _run("omnivid map", concurrency, jobs, go, scale)
+    run.client_statistics = client_stats
+    return run
 
 
-def run_fixed(jobs: dict[int, float], concurrency: int, every: float) -> PollingRun:
+def run_fixed(jobs: dict[int, float], concurrency: int, every: float, scale: float) -> PollingRun:
     """A bare-aiohttp poller polling every ``every`` simulated seconds."""
     pairs = [(k, {"model": MODEL, "prompt": prompt(k, d)}) for k, d in jobs.items()]
 
@@ -178,26 +187,27 @@ def run_fixed(jobs: dict[int, float], concurrency: int, every: float) -> Polling
             base_url,
             api_key,
             pairs,
-            interval=every * SCALE,
+            interval=every * scale,
             concurrency=concurrency,
             trace=[log.trace_config()],
         )
         return {t.key: (t.done, t.status) for t in timings}
 
-    return _run(f"fixed {every:g} s", concurrency, jobs, go)
+    return _run(f"fixed {every:g} s", concurrency, jobs, go, scale)
 
 
 def run(quick: bool = False) -> BenchResult:
     """Run B2 and return its result."""
     started = time.perf_counter()
     n = QUICK_JOBS if quick else JOBS
+    scale = QUICK_SCALE if quick else SCALE
     jobs = durations(n)
     by_duration = sorted(jobs, key=jobs.__getitem__)
     fifth = {k: jobs[k] for k in by_duration[::5]}
     runs = [
-        run_omnivid(jobs, CONCURRENCY),
-        run_fixed(jobs, CONCURRENCY, 5.0),
-        run_fixed(fifth, max(CONCURRENCY // 5, 1), 1.0),
+        run_omnivid(jobs, CONCURRENCY, scale),
+        run_fixed(jobs, CONCURRENCY, 5.0, scale),
+        run_fixed(fifth, max(CONCURRENCY // 5, 1), 1.0, scale),
     ]
     table = Table(
         [
@@ -233,7 +243,7 @@ def run(quick: bool = False) -> BenchResult:
         params={
             "jobs": n,
             "durations": f"{LOW:g}-{HIGH:g} simulated s, evenly spread",
-            "time_scale": SCALE,
+            "time_scale": scale,
             "estimate_error": ESTIMATE_ERROR,
             "model": MODEL,
         },
@@ -253,7 +263,7 @@ def run(quick: bool = False) -> BenchResult:
         notes=[
             "delays are in simulated (provider) seconds; 'finished' is the submit's "
             "mid-point plus the task's true duration (median submit round trip "
-            f"{rtt * 1000:.1f} ms real, so the bound on that error is ~{rtt / 2 / SCALE:.2f} "
+            f"{rtt * 1000:.1f} ms real, so the bound on that error is ~{rtt / 2 / scale:.2f} "
             "simulated s)",
             "fixed pollers wait the interval before every poll, the first included",
             "the 1 s poller runs every fifth job (same duration spread) at a fifth of the "
@@ -272,6 +282,7 @@ def run(quick: bool = False) -> BenchResult:
                 "share_max": max(r.shares, default=float("nan")),
                 "submit_rtt_p50_ms": median(r.submit_rtt) * 1000,
                 "seconds": r.seconds,
+                "client_statistics": r.client_statistics,
             }
             for r in runs
         },

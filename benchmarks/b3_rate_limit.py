@@ -6,7 +6,12 @@ simulator's default size, ``R`` tokens; a 429 takes no token), once announcing
 fast (``time_scale=0.01``). Each contender runs an endless generator of jobs for ``T`` real
 seconds with ``CONCURRENCY`` jobs in flight, then is cancelled:
 
-* omnivid ``map`` (``max_in_flight=CONCURRENCY``, default poll policy, ``time_scale=0.01``);
+* omnivid ``map`` (``max_in_flight=CONCURRENCY``, default poll policy, ``time_scale=0.01``),
+  the documented way to point omnivid at a fast simulator: it scales every wait, including its
+  own back-off after a 429 without ``Retry-After`` (10-20 ms here), while the server's limit
+  stays in real seconds;
+* the same with real-time waits for everything but polling (``time_scale=1`` and
+  ``poll=PollPolicy().scaled(0.01)``): back-offs as in production (1-2 s without a hint);
 * a semaphore-only loop: ``CONCURRENCY`` bare-aiohttp workers, first poll after 5 s scaled
   (50 ms), each 429 retried by its own coroutine after ``Retry-After`` or, without one, 1 s.
 
@@ -41,7 +46,7 @@ RATE = 100.0
 SCALE = 0.01
 CONCURRENCY = 128
 DURATION, WARMUP = 20.0, 5.0
-QUICK_DURATION, QUICK_WARMUP = 3.0, 1.0
+QUICK_DURATION, QUICK_WARMUP = 1.5, 0.5
 FALLBACK_WAIT = 1.0
 
 
@@ -93,14 +98,8 @@ async def _omnivid(base_url: str, api_key: str, log: RequestLog, duration: float
     # leaving the batch at the deadline abandons the jobs in flight, which omnivid reports at
     # WARNING with their task ids: expected here, so not printed
     logging.getLogger("omnivid").setLevel(logging.ERROR)
-    count = 0
-
-    def seen() -> None:
-        nonlocal count
-        count += 1
-
     try:
-        await omnivid_map(
+        timings = await omnivid_map(
             base_url,
             api_key,
             _requests(),
@@ -108,11 +107,30 @@ async def _omnivid(base_url: str, api_key: str, log: RequestLog, duration: float
             time_scale=SCALE,
             trace=[log.trace_config()],
             stop_after=duration,
-            on_outcome=seen,
         )
     finally:
         logging.getLogger("omnivid").setLevel(logging.NOTSET)
-    return count
+    return sum(1 for status in timings.status.values() if status == "completed")
+
+
+async def _omnivid_real_backoff(
+    base_url: str, api_key: str, log: RequestLog, duration: float
+) -> int:
+    logging.getLogger("omnivid").setLevel(logging.ERROR)
+    try:
+        timings = await omnivid_map(
+            base_url,
+            api_key,
+            _requests(),
+            max_in_flight=CONCURRENCY,
+            time_scale=SCALE,
+            trace=[log.trace_config()],
+            stop_after=duration,
+            poll=omnivid.PollPolicy().scaled(SCALE),
+        )
+    finally:
+        logging.getLogger("omnivid").setLevel(logging.NOTSET)
+    return sum(1 for status in timings.status.values() if status == "completed")
 
 
 async def _semaphore(base_url: str, api_key: str, log: RequestLog, duration: float) -> int:
@@ -163,6 +181,7 @@ def run(quick: bool = False) -> BenchResult:
     modes = [("Retry-After: 1", "seconds"), ("no Retry-After", None)]
     contenders: list[tuple[str, Contender]] = [
         ("omnivid map", _omnivid),
+        ("omnivid map, real-time back-off", _omnivid_real_backoff),
         ("semaphore only", _semaphore),
     ]
     runs = [
@@ -193,14 +212,15 @@ def run(quick: bool = False) -> BenchResult:
         )
     targets = []
     for r in runs:
-        if r.contender != "omnivid map":
+        if not r.contender.startswith("omnivid"):
             continue
+        where = r.mode if r.contender == "omnivid map" else f"{r.mode}, real-time back-off"
         targets.append(
-            Target(f">= 95% of R ({r.mode})", f"{fmt(100 * r.achieved, 1)} %", r.achieved >= 0.95)
+            Target(f">= 95% of R ({where})", f"{fmt(100 * r.achieved, 1)} %", r.achieved >= 0.95)
         )
         targets.append(
             Target(
-                f"<= 1% 429s after warm-up ({r.mode})",
+                f"<= 1% 429s after warm-up ({where})",
                 f"{fmt(100 * r.share_429, 2)} %",
                 r.share_429 <= 0.01,
             )

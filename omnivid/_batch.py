@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import anyio.abc
 
+from ._batch_job import BatchOptions
 from ._models import VideoRequest
 from ._outcome import BatchStats, Event, Outcome
-from ._scheduler import BatchOptions, Engine
+from ._scheduler import Engine
 from .errors import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
@@ -107,6 +108,14 @@ class _BatchBase(abc.ABC):
         services.start_soon(self._engine.run, self._source())
         return _Outcomes(self._engine, cancel_on_drop=True)
 
+    async def __anext__(self) -> Outcome:
+        """The next outcome (inside ``async with`` only: ``await anext(outcomes)``)."""
+        if self._state != "entered":
+            raise RuntimeError(
+                f"use `async with` (or `async for`) on this {type(self).__name__} first"
+            )
+        return await self.__aiter__().__anext__()
+
     # -- information -------------------------------------------------------------------------
     def statistics(self) -> BatchStats:
         """Counters so far: jobs, HTTP requests, polls per task, 429s, retries, cost..."""
@@ -115,7 +124,7 @@ class _BatchBase(abc.ABC):
     def events(self) -> AsyncIterator[Event]:
         """An async iterator over this batch's events from now on (ends with the batch).
         Events are also delivered to ``on_event``."""
-        return self._engine.events()
+        return self._engine.events.subscribe()
 
     @property
     def abandoned(self) -> dict[Hashable, str | None]:
@@ -127,6 +136,10 @@ class _BatchBase(abc.ABC):
     def done(self) -> bool:
         """True once the batch has ended (all outcomes out, or cancelled)."""
         return self._engine.done.is_set()
+
+    async def wait_done(self) -> None:
+        """Wait until the batch has ended (all outcomes out, or cancelled)."""
+        await self._engine.done.wait()
 
     @property
     def max_in_flight(self) -> int:

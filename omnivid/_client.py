@@ -15,13 +15,13 @@ import anyio
 import anyio.abc
 
 from ._batch import Batch, MapRun
+from ._batch_job import BatchOptions
 from ._batch_policy import DEFAULT_RESUBMIT, ResubmitPolicy
 from ._download import download_task
 from ._limits import AccountGate
 from ._models import Task, TaskStatus, VideoRequest
 from ._polling import PollPolicy
 from ._retry import RetryPolicy
-from ._scheduler import BatchOptions
 from ._transport import Timeouts, Transport
 from .errors import APIError, ConfigurationError, TaskFailedError, TaskTimeoutError
 from .providers import CheckOptions, Provider, get_provider
@@ -46,7 +46,7 @@ class AsyncClient:
     (or borrows ``session`` and then leaves it open). Defaults: ``timeouts=Timeouts()``
     (connect 10 s, read 60 s, total 120 s), ``retry=RetryPolicy()`` (4 retries, full jitter,
     ``Retry-After`` capped at 120 s), ``poll=PollPolicy()`` (first poll after at least 5 s,
-    at most 30 s between polls), ``max_connections=100``.
+    waits from a server estimate alone capped at 30 s), ``max_connections=100``.
 
     ``api_key`` falls back to the provider's variable (``APIMART_API_KEY``,
     ``EVOLINK_API_KEY``). ``rate_limit`` (requests/s) starts the account's rate limiter;
@@ -369,11 +369,11 @@ class AsyncClient:
     ) -> Batch:
         """A batch to add requests to while its outcomes stream (settings as in :meth:`map`)::
 
-            async with client.open_batch(max_in_flight=8) as batch:
-                batch.add(request, key="intro")
-                batch.close()  # no more requests: iteration ends after the last outcome
-                async for outcome in batch:
-                    ...
+        async with client.open_batch(max_in_flight=8) as batch:
+            batch.add(request, key="intro")
+            batch.close()  # no more requests: iteration ends after the last outcome
+            async for outcome in batch:
+                ...
         """
         return Batch(
             self,

@@ -19,7 +19,14 @@ Durability: the database runs in WAL mode with ``synchronous=NORMAL`` by default
 in the WAL file (the OS page cache) when it returns, so it survives the process being killed
 (SIGKILL) at any moment; only an OS crash or power cut can lose the last commits. Pass
 ``durability="full"`` to fsync every commit (survives power loss; each commit then costs a
-disk flush). Each state change is one small transaction (tens of microseconds).
+disk flush).
+
+What must be durable at once is committed at once: the intent (before the POST), the task id
+(right after it), ``not_submitted`` and downloads. A terminal result (``record_finished``) and
+error notes are *lazy*: they join the next commit, or are committed after ``lazy_limit`` of
+them or at ``flush()``/``close()``. Losing one to a crash costs nothing but a poll: the entry
+still says ``submitted`` with its task id, so a rerun reads the result again. Each commit is
+one small transaction (tens of microseconds).
 
 What is never stored: the API key or any header. The request is stored as given by the caller
 (``VideoRequest.to_dict()``).
@@ -68,7 +75,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at  REAL NOT NULL,
     updated_at  REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _COLUMNS = (
@@ -126,10 +132,12 @@ class Journal:
     between threads; one process at a time should run batches on a journal file.
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, *, lazy_limit: int = 64) -> None:
         self._db: sqlite3.Connection | None = connection
         self.path = path
+        self.lazy_limit = lazy_limit
         self._lock = threading.Lock()
+        self._lazy = 0  # lazy writes in the open transaction
 
     @classmethod
     def open(
@@ -184,11 +192,18 @@ class Journal:
         self.close()
 
     def close(self) -> None:
-        """Close the database (idempotent)."""
+        """Commit pending lazy writes and close the database (idempotent)."""
         with self._lock:
             if self._db is not None:
+                self._commit_lazy()
                 self._db.close()
                 self._db = None
+
+    def flush(self) -> None:
+        """Commit pending lazy writes now."""
+        with self._lock:
+            if self._db is not None:
+                self._commit_lazy()
 
     @property
     def closed(self) -> bool:
@@ -212,6 +227,10 @@ class Journal:
         for row in rows:
             yield _entry(row)
 
+    def keys(self) -> set[str]:
+        """Every key in the journal."""
+        return {str(k) for (k,) in self._query("SELECT key FROM jobs", ()).fetchall()}
+
     def counts(self) -> dict[str, int]:
         """Number of entries per state."""
         rows = self._query("SELECT state, COUNT(*) FROM jobs GROUP BY state", ()).fetchall()
@@ -229,16 +248,26 @@ class Journal:
         provider: str,
         fingerprint: str | None = None,
         run: str | None = None,
-    ) -> None:
-        """Commit the intent to submit ``request`` under ``key`` (before the POST)."""
+        new: bool = False,
+    ) -> bool:
+        """Commit the intent to submit ``request`` under ``key`` (before the POST).
+
+        With ``new=True`` the key must not be in the journal yet: False (nothing written)
+        when it is.
+        """
         now = time.time()
-        self._write(
+        conflict = (
+            "NOTHING"
+            if new
+            else "UPDATE SET fingerprint = excluded.fingerprint, provider = excluded.provider, "
+            "model = excluded.model, request = excluded.request, state = 'intent', "
+            "status = NULL, error = NULL, task = NULL, run = excluded.run, "
+            "updated_at = excluded.updated_at"
+        )
+        return self._write(
             "INSERT INTO jobs (key, fingerprint, provider, model, request, state, run, "
             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'intent', ?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, "
-            "provider = excluded.provider, model = excluded.model, request = excluded.request, "
-            "state = 'intent', status = NULL, error = NULL, task = NULL, run = excluded.run, "
-            "updated_at = excluded.updated_at",
+            f"ON CONFLICT (key) DO {conflict}",
             (
                 str(key),
                 fingerprint or request.fingerprint(),
@@ -254,18 +283,25 @@ class Journal:
     def record_submitted(
         self, key: str | int, task: Task, *, task_ids: Sequence[str], attempts: int
     ) -> None:
-        """Commit the task id the submit returned (right after the POST)."""
+        """Commit the task id the submit returned (right after the POST).
+
+        ``task_ids`` is the job's whole list (the last one is ``task.id``).
+        """
+        if len(task_ids) == 1:  # the common case, without serializing the list
+            ids_sql, ids = "json_array(?)", task_ids[0]
+        else:
+            ids_sql, ids = "?", _dumps(list(task_ids))
         self._write(
-            "UPDATE jobs SET state = 'submitted', task_id = ?, task_ids = ?, attempts = ?, "
-            "status = ?, error = NULL, updated_at = ? WHERE key = ?",
-            (task.id, _dumps(list(task_ids)), attempts, task.status.value, time.time(), str(key)),
+            f"UPDATE jobs SET state = 'submitted', task_id = ?, task_ids = {ids_sql}, "
+            "attempts = ?, status = ?, error = NULL, updated_at = ? WHERE key = ?",
+            (task.id, ids, attempts, task.status.value, time.time(), str(key)),
         )
 
     def record_finished(self, key: str | int, task: Task, *, cost: float) -> None:
-        """Commit a terminal task: its status, JSON, cost and error."""
+        """Record a terminal task: its status, JSON, cost and error (lazy, see module)."""
         state = task.status.value if task.is_terminal else "submitted"
         error = f"{task.error.code}: {task.error.message}" if task.error else None
-        self._write(
+        self._write_lazy(
             "UPDATE jobs SET state = ?, task_id = ?, status = ?, cost = ?, task = ?, error = ?, "
             "updated_at = ? WHERE key = ?",
             (
@@ -282,8 +318,8 @@ class Journal:
 
     def record_error(self, key: str | int, message: str) -> None:
         """Note an error on the entry without changing its state (e.g. a timeout, an
-        ambiguous submit)."""
-        self._write(
+        ambiguous submit); lazy, see module."""
+        self._write_lazy(
             "UPDATE jobs SET error = ?, updated_at = ? WHERE key = ?",
             (message, time.time(), str(key)),
         )
@@ -335,10 +371,31 @@ class Journal:
         with self._lock:
             return self._connection().execute(sql, params)
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
-        # autocommit mode (isolation_level=None): one statement, one committed transaction
+    def _write(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """Execute and commit at once (with any pending lazy writes); True if a row changed."""
         with self._lock:
-            self._connection().execute(sql, params)
+            db = self._connection()
+            # autocommit mode (isolation_level=None): one statement is one transaction, unless
+            # lazy writes opened one
+            changed = db.execute(sql, params).rowcount > 0
+            self._commit_lazy()
+            return changed
+
+    def _write_lazy(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Execute in the open transaction; committed with the next commit."""
+        with self._lock:
+            db = self._connection()
+            if not self._lazy:
+                db.execute("BEGIN")
+            db.execute(sql, params)
+            self._lazy += 1
+            if self._lazy >= self.lazy_limit:
+                self._commit_lazy()
+
+    def _commit_lazy(self) -> None:
+        if self._lazy and self._db is not None:
+            self._db.execute("COMMIT")
+            self._lazy = 0
 
 
 def _dumps(value: Any) -> str:

@@ -9,17 +9,27 @@ The gate does two things:
   were queued for a rate slot re-check the gate after their slot and re-book from the reopen.
 * **Rate**: an optional requests-per-second limit (a token bucket with burst 1: slots
   ``1 / rate`` apart). It can be set at runtime (``gate.rate = 5``) and, with
-  ``adaptive=True``, it follows AIMD (additive increase, multiplicative decrease)::
+  ``adaptive=True``, it adapts (additive increase, multiplicative decrease)::
 
-      on a 429 storm:   rate' = max(min_rate, decrease * base)
+      on a 429 storm, with S successes since the previous storm, T seconds ago:
+        a previous storm, T >= estimate_window and S >= 10:
+                        limit = S / T                 (the server's rate: it let S through in
+                                                       T seconds, pauses included)
+                        rate' = settle * limit,       slope = max(increase, probe * limit)
+        otherwise:      rate' = decrease * base       (multiplicative decrease)
                         base  = rate if the limit binds, else min(rate, observed)
                                 (observed: requests sent in the last second)
-      per success:      rate += slope / rate          (= +slope requests/s per second at rate)
                         slope = max(increase, (base - rate') / recovery)
+        always:         rate' >= min_rate
+      per success:      rate += slope / rate          (= +slope requests/s per second at rate)
                         (only while the limit binds: a request waited for its slot < 1 s ago)
 
-  so with an unknown server limit the client climbs back to the last known level in about
-  ``recovery`` seconds, probes a little above it, and settles just under the limit.
+  A storm means the server's bucket ran dry, so what it accepted since the previous storm is
+  its sustained rate (the first storm has no such reference: a full bucket inflates what came
+  before it): the client settles just under it and then probes upwards slowly (a probe above
+  the limit costs a whole ``Retry-After`` pause), while without an estimate it climbs back to
+  the last level in about ``recovery`` seconds. If the client sent less than the server
+  allows, the estimate is low: the rate is then not binding, and climbs while it binds.
 
 A *storm* is a burst of 429s answering requests sent before the gate reacted; only the first
 429 of a storm cuts the rate or lengthens the back-off. Each request's send time is kept in a
@@ -61,6 +71,9 @@ class AccountGate:
         increase: float = 0.5,
         decrease: float = 0.7,
         recovery: float = 10.0,
+        settle: float = 0.97,
+        probe: float = 0.005,
+        estimate_window: float = 0.1,
         min_rate: float = 0.2,
         max_rate: float | None = None,
         cooldown_base: float = 1.0,
@@ -72,6 +85,9 @@ class AccountGate:
         self.increase = increase
         self.decrease = decrease
         self.recovery = recovery
+        self.settle = settle
+        self.probe = probe
+        self.estimate_window = estimate_window
         self.min_rate = min_rate
         self.max_rate = max_rate
         self.cooldown_base = cooldown_base
@@ -82,6 +98,9 @@ class AccountGate:
         self._next_slot = 0.0
         self._streak = 0
         self._last_cut = float("-inf")
+        self._storm_at: float | None = None  # the last storm
+        self._oks = 0  # successes since then
+        self.limit_estimate: float | None = None
         self._last_wait = float("-inf")
         self._sends: deque[float] = deque()
         self._listeners: list[RateLimitListener] = []
@@ -193,6 +212,7 @@ class AccountGate:
         sent = _sent_at.get()
         if sent is None or sent >= self._last_cut:
             self._streak = 0
+        self._oks += 1
         rate = self._rate
         if self.adaptive and rate and anyio.current_time() - self._last_wait < _BINDING:
             rate += self._slope / max(rate, 1.0)
@@ -200,6 +220,15 @@ class AccountGate:
 
     # -- machinery ---------------------------------------------------------------------------
     def _cut(self, now: float) -> None:
+        span = now - self._storm_at if self._storm_at is not None else 0.0
+        oks, self._oks, self._storm_at = self._oks, 0, now
+        if span >= self.estimate_window and oks >= 10:
+            limit = oks / span
+            self.limit_estimate = limit
+            self._rate = max(self.min_rate, self.settle * limit)
+            self._slope = max(self.increase, self.probe * limit)
+            self.cuts += 1
+            return
         binding = self._rate is not None and now - self._last_wait < _BINDING
         if binding:
             base = self._rate

@@ -40,7 +40,8 @@ EventKind = Literal[
 * ``retrying``: a failed task is resubmitted, or a submit the provider refused with 429 or
   never received is sent again (``detail["reason"]``, ``["delay"]``, ``["attempt"]``).
 * ``rate_limited``: the account got a 429 (``key`` None; ``detail["pause"]``,
-  ``["retry_after"]``, ``["rate"]``).
+  ``["retry_after"]``, ``["until"]``: the ``anyio.current_time()`` the account's gate reopens,
+  ``["rate"]``).
 * terminal, exactly one per job: ``completed``, ``failed`` (task failed or cancelled, or an
   error reading it), ``timeout`` (deadline passed; the task lives on), ``ambiguous`` (the
   submit may have been accepted), ``not_submitted`` (budget, invalid request, refused,

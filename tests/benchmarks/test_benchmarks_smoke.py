@@ -61,7 +61,8 @@ def test_b2_measures_polls_and_delays_for_each_poller(tmp_path: Path) -> None:
     for figures in result["data"].values():
         assert figures["completed"] == figures["jobs"]
         assert figures["polls_per_task"] >= 1
-        assert figures["delay_p50_s"] > -1.0
+        assert figures["delay_p95_s"] >= figures["delay_p50_s"]  # both measured, not NaN
+        assert figures["delay_p95_s"] > 0
     assert (
         result["data"]["fixed 1 s"]["polls_per_task"]
         > result["data"]["fixed 5 s"]["polls_per_task"]
@@ -69,11 +70,10 @@ def test_b2_measures_polls_and_delays_for_each_poller(tmp_path: Path) -> None:
 
 
 def test_b3_semaphore_loop_hits_the_server_limit(tmp_path: Path) -> None:
-    """B3 runs both modes for both contenders; the semaphore-only loop draws 429s."""
+    """B3 runs both server modes for all three contenders; the semaphore-only loop draws 429s."""
     result = run_quick("b3", tmp_path)
-    assert len(result["data"]) == 4
+    assert len(result["data"]) == 6
     for name, figures in result["data"].items():
-        assert figures["jobs"] > 0, name
         assert figures["answers"] > 0, name
     assert result["data"]["semaphore only / no Retry-After"]["server_429s"] > 0
 

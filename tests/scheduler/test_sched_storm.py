@@ -1,10 +1,11 @@
 """1,000 jobs under random 429 storms, 5xx errors and failed tasks (the issue's first criterion).
 
 One run is shared by the tests of this module (a module-scoped result): it takes a few seconds
-at the simulator's 1000x clock. Storms: a background task turns the simulator's 429 rate to 60%
-for 15 ms every ~80 ms; besides, 2% of requests get a 5xx and 8% of tasks fail (quota,
-moderation, timeout). The client records, through an aiohttp trace, when each request started,
-and through ``rate_limited`` events when each cooldown began and how long it lasted.
+at the simulator's 1000x clock. Storms: every 150-250 submits a background task turns the
+simulator's 429 rate to 80% until three 429s went out; besides, 2% of requests get a 5xx and
+8% of tasks fail (quota, moderation, timeout). The client records, through an aiohttp trace,
+when each request started, and through ``rate_limited`` events when each cooldown began and
+how long it lasted.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from omnivid.testing import Simulator
 
 JOBS = 1000
 MAX_IN_FLIGHT = 50
-RETRY_AFTER = 0.02  # real seconds announced by the simulator's 429s
-STORM_EVERY = (0.25, 0.4)  # real seconds between storms
+RETRY_AFTER = 0.05  # real seconds announced by the simulator's 429s
+GRACE = 0.02  # real seconds a request sent just before a 429 arrived may take to land
 
 
 class StormRun:
@@ -43,10 +44,19 @@ class StormRun:
 
 
 async def _storms(sim: Simulator, done: anyio.Event, rng: random.Random) -> None:
+    """Every 150-250 submits, 80% of requests get a 429 until 3 did (or 50 ms passed)."""
+    next_at = rng.randint(150, 250)
     while not done.is_set():
-        await anyio.sleep(rng.uniform(STORM_EVERY[0], STORM_EVERY[1]))
-        sim.configure(rate_limit_rate=0.6)
-        await anyio.sleep(0.015)
+        await anyio.sleep(0.002)
+        if sim.stats.submits < next_at:
+            continue
+        next_at += rng.randint(150, 250)
+        target = sim.stats.rate_limited + 3
+        sim.configure(rate_limit_rate=0.8)
+        for _ in range(50):
+            if sim.stats.rate_limited >= target:
+                break
+            await anyio.sleep(0.001)
         sim.configure(rate_limit_rate=0.0)
 
 
@@ -67,8 +77,9 @@ async def _run() -> StormRun:
 
     def on_event(event: omnivid.Event) -> None:
         run.events[event.kind] += 1
-        if event.kind == "rate_limited":
-            run.cooldowns.append((event.at, float(event.detail["pause"])))
+        if event.kind == "rate_limited":  # the gate closed for `pause`, until `until`
+            until, pause = float(event.detail["until"]), float(event.detail["pause"])
+            run.cooldowns.append((until - pause, pause))
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_start)
@@ -111,7 +122,7 @@ def test_exactly_one_outcome_per_job(storm: StormRun) -> None:
 def test_the_storm_really_happened(storm: StormRun) -> None:
     """The run met 429s, 5xx answers and failed tasks (otherwise it proves nothing)."""
     sim = storm.sim_stats
-    assert sim.rate_limited >= 20 and sum(sim.faults.get(k, 0) for k in ("500", "502", "503")) > 5
+    assert sim.rate_limited >= 12 and sum(sim.faults.get(k, 0) for k in ("500", "502", "503")) > 5
     assert any(isinstance(o.error, TaskFailedError) for o in storm.outcomes)
     assert storm.events["rate_limited"] == sim.rate_limited
 
@@ -134,14 +145,14 @@ def test_no_request_started_inside_a_cooldown(storm: StormRun) -> None:
 
 
 def test_server_saw_no_request_inside_a_retry_after_window(storm: StormRun) -> None:
-    """Server side: after each 429, nothing arrives until Retry-After passed (allowing 5 ms
-    for requests already on their way when the 429 left)."""
-    log = sorted(storm.sim_log)
-    limited = [r.time for r in log if r.status == 429]
+    """Server side (same clock): from GRACE after the client got a 429 (requests already on
+    their way may still land) until its Retry-After ends, no request reaches the simulator."""
+    arrivals = [r.time for r in storm.sim_log]
     inside = [
-        r for t in limited for r in log if t + 0.005 < r.time < t + RETRY_AFTER - 0.001
+        t for begin, pause in storm.cooldowns for t in arrivals if begin + GRACE < t < begin + pause
     ]
-    assert limited and not inside
+    assert storm.cooldowns and all(p >= RETRY_AFTER for _, p in storm.cooldowns)
+    assert not inside
 
 
 def test_no_request_was_paid_twice(storm: StormRun) -> None:

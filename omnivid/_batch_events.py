@@ -1,0 +1,86 @@
+"""Where a batch's :class:`~omnivid.Event` s go: the ``on_event`` callback and any number of
+``events()`` async iterators (unbounded, so a slow reader never holds the batch back)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._outcome import Event, EventKind
+
+__all__ = ["EventHub"]
+
+log = logging.getLogger("omnivid")
+
+
+class EventHub:
+    """Builds events only when someone listens, and hands them to every listener."""
+
+    def __init__(self, handler: Callable[[Event], None] | None) -> None:
+        self._handler = handler
+        self._streams: list[MemoryObjectSendStream[Event]] = []
+        self._handler_failed = False
+        self._closed = False
+
+    @property
+    def active(self) -> bool:
+        """True when an event would reach someone."""
+        return self._handler is not None or bool(self._streams)
+
+    def emit(
+        self, kind: EventKind, key: Hashable | None, task_id: str | None, **detail: Any
+    ) -> None:
+        """Deliver one event; a raising handler is logged (once) and ignored."""
+        if not self.active:
+            return
+        event = Event(kind=kind, key=key, task_id=task_id, detail=detail, at=anyio.current_time())
+        if self._handler is not None:
+            try:
+                self._handler(event)
+            except Exception:
+                if not self._handler_failed:
+                    self._handler_failed = True
+                    log.exception("the batch's on_event handler raised; events go on")
+        for stream in self._streams:
+            stream.send_nowait(event)
+
+    def subscribe(self) -> AsyncIterator[Event]:
+        """A new iterator over the events from now on; it ends when the hub closes."""
+        send, receive = anyio.create_memory_object_stream[Event](math.inf)
+        if self._closed:
+            send.close()
+        else:
+            self._streams.append(send)
+        return _EventIterator(receive)
+
+    def close(self) -> None:
+        """End every iterator (after the events already sent)."""
+        self._closed = True
+        for stream in self._streams:
+            stream.close()
+        self._streams.clear()
+
+
+class _EventIterator:
+    """Async iterator over one subscriber's events."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[Event]) -> None:
+        self._receive = receive
+
+    def __aiter__(self) -> _EventIterator:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._receive.close()
+            raise StopAsyncIteration from None
+
+    def __del__(self) -> None:
+        self._receive.close()

@@ -1,0 +1,144 @@
+"""One job's mutable state inside a batch, and the batch's settings.
+
+A job moves through phases::
+
+    queued -> submitting -> posting -> waiting <-> polling -> done
+                  ^                        |
+                  +------ backoff <--------+   (a failed task resubmitted, a refused submit)
+
+``posting`` means its POST may be on the wire (its answer decides whether a task exists);
+``waiting`` means its task is scheduled for a poll. A *zombie* is a job whose outcome is
+already out (its deadline passed) but whose task still runs: it keeps its slot and is polled
+quietly until the provider ends it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from attrs import field, frozen
+
+from ._batch_policy import CostEstimate, ResubmitPolicy
+from ._journal import Journal
+from ._models import Task, VideoRequest
+from ._outcome import Event
+from .errors import ValidationError
+
+__all__ = ["BatchOptions", "Job"]
+
+
+def _positive_or_none(name: str, value: float | None) -> None:
+    if value is not None and not (isinstance(value, int | float) and value > 0):
+        raise ValidationError(name, value, "must be a positive number of seconds or None")
+
+
+@frozen(kw_only=True)
+class BatchOptions:
+    """How a batch runs; see :meth:`omnivid.AsyncClient.map` for each setting.
+
+    ``ambiguous_hold`` (provider seconds, default the model's typical duration) is how long
+    the slot of an ambiguous submit stays taken.
+    """
+
+    max_in_flight: int = 16
+    max_cost: float | None = None
+    deadline: float | None = None
+    resubmit: ResubmitPolicy | None = field(factory=ResubmitPolicy)
+    journal: str | os.PathLike[str] | Journal | None = None
+    resubmit_ambiguous: bool = False
+    on_event: Callable[[Event], None] | None = field(default=None, eq=False)
+    cost_estimate: CostEstimate | None = field(default=None, eq=False)
+    prefetch: int | None = None
+    ambiguous_hold: float | None = None
+
+    def check(self) -> None:
+        """``ValidationError`` naming the first bad setting."""
+        m = self.max_in_flight
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ValidationError("max_in_flight", m, "must be an integer >= 1")
+        c = self.max_cost
+        if c is not None and (isinstance(c, bool) or not isinstance(c, int | float) or c < 0):
+            raise ValidationError("max_cost", c, "must be a number >= 0 or None")
+        _positive_or_none("deadline", self.deadline)
+        p = self.prefetch
+        if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 0):
+            raise ValidationError("prefetch", p, "must be an integer >= 0 or None")
+        h = self.ambiguous_hold
+        if h is not None and (not isinstance(h, int | float) or h < 0):
+            raise ValidationError("ambiguous_hold", h, "must be a number of seconds >= 0")
+        j = self.journal
+        if j is not None and not isinstance(j, Journal | str | os.PathLike):
+            raise ValidationError("journal", j, "must be a path, a Journal or None")
+
+
+class Job:
+    """One job of a batch (see the module docstring for its phases)."""
+
+    __slots__ = (
+        "ambiguous_count",
+        "attempts",
+        "body",
+        "completed_at",
+        "cost",
+        "deadline_at",
+        "estimate",
+        "first_poll",
+        "fp",
+        "gen",
+        "jkey",
+        "journaled",
+        "key",
+        "nudged",
+        "phase",
+        "poll_failures",
+        "queued_at",
+        "request",
+        "requeues",
+        "reserved",
+        "serial",
+        "submitted_at",
+        "task",
+        "task_ids",
+        "typical",
+        "zombie",
+    )
+
+    def __init__(self, serial: int, key: Hashable, request: VideoRequest, now: float) -> None:
+        self.serial = serial
+        self.key = key
+        self.jkey: str | None = None  # the journal key, when journaled
+        self.journaled = False  # this batch wrote the job's journal entry
+        self.request = request
+        self.fp: str | None = None
+        self.body: dict[str, Any] | None = None
+        self.attempts = 0  # tasks created for this job
+        self.task_ids: list[str] = []
+        self.task: Task | None = None
+        self.cost = 0.0
+        self.reserved = 0.0
+        self.estimate = 0.0
+        self.queued_at = now
+        self.submitted_at: float | None = None
+        self.completed_at: float | None = None
+        self.deadline_at: float | None = None
+        self.first_poll = True
+        self.gen = 0  # bumped at each schedule: older heap entries are stale
+        self.phase = "queued"
+        self.nudged = False
+        self.requeues = 0
+        self.poll_failures = 0
+        self.typical = 60.0
+        self.zombie = False
+        self.ambiguous_count = 0
+
+    def __repr__(self) -> str:
+        return f"<Job {self.key!r} {self.phase} attempts={self.attempts} task={self.task_ids[-1:]}>"
+
+    @property
+    def fingerprint(self) -> str:
+        """The request's fingerprint (computed once, when first needed)."""
+        if self.fp is None:
+            self.fp = self.request.fingerprint()
+        return self.fp

@@ -1,0 +1,139 @@
+"""Journal: the SQLite store itself (no network)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from omnivid import Journal, Task, TaskError, TaskStatus, Video, VideoRequest
+from omnivid.errors import ConfigurationError
+
+REQUEST = VideoRequest(model="Omni-Flash-Ext", prompt="a fox", duration=6)
+
+
+def _task(status: TaskStatus = TaskStatus.PENDING, **changes: object) -> Task:
+    return Task(id="task_1", provider="apimart", model="Omni-Flash-Ext", status=status, **changes)  # type: ignore[arg-type]
+
+
+def test_wal_and_synchronous_normal(journal: Journal, journal_path: Path) -> None:
+    """The journal runs in WAL mode with synchronous=NORMAL (1) by default."""
+    db = sqlite3.connect(journal_path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    assert journal._connection().execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
+def test_full_durability(tmp_path: Path) -> None:
+    """durability='full' fsyncs every commit (synchronous=FULL, 2)."""
+    with Journal.open(tmp_path / "j.sqlite", durability="full") as j:
+        assert j._connection().execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_intent_then_submitted_then_finished(journal: Journal) -> None:
+    """An entry moves intent -> submitted -> completed, keeping what each step recorded."""
+    journal.record_intent("a", REQUEST, provider="apimart", run="r1")
+    entry = journal.get("a")
+    assert entry is not None and entry.state == "intent" and entry.ambiguous
+    assert entry.fingerprint == REQUEST.fingerprint() and entry.request == REQUEST.to_dict()
+    assert entry.video_request() == REQUEST and entry.task_id is None
+
+    journal.record_submitted("a", _task(), task_ids=["task_1"], attempts=1)
+    entry = journal.get("a")
+    assert entry is not None and entry.state == "submitted" and entry.task_id == "task_1"
+    assert entry.task_ids == ("task_1",) and entry.attempts == 1
+
+    done = _task(
+        TaskStatus.COMPLETED,
+        cost=0.4,
+        completed_at=datetime(2025, 1, 1, tzinfo=UTC),
+        videos=(Video("https://x/0.mp4", datetime(2025, 1, 2, tzinfo=UTC)),),
+    )
+    journal.record_finished("a", done, cost=0.4)
+    entry = journal.get("a")
+    assert entry is not None and entry.terminal and entry.state == "completed"
+    assert entry.cost == 0.4 and entry.to_task() == done and entry.status == "completed"
+
+
+def test_failed_task_records_its_error(journal: Journal) -> None:
+    """A failed task's code and message become the entry's error text."""
+    journal.record_intent("a", REQUEST, provider="apimart")
+    failed = _task(TaskStatus.FAILED, error=TaskError("task_failed", "content moderation"))
+    journal.record_finished("a", failed, cost=0.0)
+    entry = journal.get("a")
+    assert entry is not None and entry.state == "failed"
+    assert entry.error == "task_failed: content moderation"
+
+
+def test_not_submitted_and_errors(journal: Journal) -> None:
+    """record_not_submitted creates or updates; record_error keeps the state."""
+    journal.record_not_submitted("a", REQUEST, provider="apimart", reason="budget reached")
+    journal.record_error("a", "noted")
+    entry = journal.get("a")
+    assert entry is not None and entry.state == "not_submitted" and entry.error == "noted"
+
+
+def test_downloads_entries_and_counts(journal: Journal) -> None:
+    """Downloads are stored as paths; entries() filters by state; counts() per state."""
+    for key in ("b", "a", "c"):
+        journal.record_intent(key, REQUEST, provider="apimart")
+    journal.record_submitted("c", _task(), task_ids=["task_1"], attempts=1)
+    journal.record_download("a", [Path("videos/a.mp4"), "videos/a2.mp4"])
+    assert [e.key for e in journal.entries()] == ["a", "b", "c"]
+    assert [e.key for e in journal.entries(state="submitted")] == ["c"]
+    assert journal.counts() == {"intent": 2, "submitted": 1} and len(journal) == 3
+    entry = journal.get("a")
+    assert entry is not None and entry.downloads == (Path("videos/a.mp4"), Path("videos/a2.mp4"))
+
+
+def test_integer_keys_are_stringified(journal: Journal) -> None:
+    """Key 7 and key "7" are the same entry."""
+    journal.record_intent(7, REQUEST, provider="apimart")
+    assert journal.get("7") is not None and journal.get(7) is not None
+
+
+def test_entries_survive_reopening(journal_path: Path) -> None:
+    """What was committed is there after closing and reopening."""
+    with Journal.open(journal_path) as j:
+        j.record_intent("a", REQUEST, provider="apimart")
+        j.record_submitted("a", _task(), task_ids=["task_1"], attempts=1)
+    with Journal.open(journal_path) as j:
+        entry = j.get("a")
+    assert entry is not None and entry.task_id == "task_1"
+
+
+def test_closed_journal_refuses_use(journal_path: Path) -> None:
+    """After close(), using the journal is a ConfigurationError; close() is idempotent."""
+    j = Journal.open(journal_path)
+    j.close()
+    j.close()
+    assert j.closed
+    with pytest.raises(ConfigurationError, match="closed"):
+        j.get("a")
+
+
+def test_not_a_journal(tmp_path: Path) -> None:
+    """A file that is not a SQLite journal is a ConfigurationError."""
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello, this is not a database" * 100)
+    with pytest.raises(ConfigurationError, match="not a usable journal"):
+        Journal.open(bad)
+
+
+def test_other_schema_version(journal_path: Path) -> None:
+    """A journal written by another schema version is refused, not misread."""
+    Journal.open(journal_path).close()
+    db = sqlite3.connect(journal_path)
+    db.execute("UPDATE meta SET value = '99' WHERE name = 'schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigurationError, match="schema version 99"):
+        Journal.open(journal_path)
+
+
+def test_bad_durability(journal_path: Path) -> None:
+    """durability must be 'normal' or 'full'."""
+    with pytest.raises(ConfigurationError, match="durability"):
+        Journal.open(journal_path, durability="sometimes")  # type: ignore[arg-type]
