@@ -260,22 +260,26 @@ class AsyncClient:
             first = True
         spec = self.provider.models.get(current.model or "")
         default_estimate = spec.typical_seconds if spec else 60.0
-        while not current.is_terminal:
-            delay = self.poll.next_delay(
-                current,
-                anyio.current_time() - started,
-                first=first,
-                default_estimate=default_estimate,
-            )
-            first = False
-            await self.sleep_until_due(current.id, delay)
-            latest = await self.get(current.id)
-            if latest.model is None and current.model is not None:
-                latest = _with_model(latest, current.model)
-            if latest.status != current.status or latest.progress != current.progress:
-                yield latest
-            current = latest
-        self._submitted_at.pop(current.id, None)
+        try:
+            while not current.is_terminal:
+                delay = self.poll.next_delay(
+                    current,
+                    anyio.current_time() - started,
+                    first=first,
+                    default_estimate=default_estimate,
+                )
+                first = False
+                await self.sleep_until_due(current.id, delay)
+                latest = await self.get(current.id)
+                if latest.model is None and current.model is not None:
+                    latest = _with_model(latest, current.model)
+                if latest.status != current.status or latest.progress != current.progress:
+                    yield latest
+                current = latest
+        finally:
+            # whether it ended, timed out or was cancelled: keep no per-task state behind
+            self._submitted_at.pop(current.id, None)
+            self._nudges.pop(current.id, None)
 
     async def wait(self, task: Task | str, *, timeout: float | None = None) -> Task:
         """Poll until the task is terminal and return it (completed, failed or cancelled).

@@ -198,6 +198,16 @@ async def test_wait_timeout_keeps_the_task(sim: Simulator, apimart: omnivid.Asyn
 
 
 @pytest.mark.anyio
+async def test_wait_timeout_leaves_no_per_task_state(apimart: omnivid.AsyncClient) -> None:
+    """A timed-out wait forgets the task's submit time and wake-up event (no leak per task)."""
+    task = await apimart.submit(omnivid.VideoRequest(model=EXT, prompt="slow [[duration=5000]]"))
+    with pytest.raises(errors.TaskTimeoutError):
+        await apimart.wait(task, timeout=0.01)
+    assert task.id not in apimart._submitted_at
+    assert task.id not in apimart._nudges
+
+
+@pytest.mark.anyio
 async def test_wait_returns_failed_tasks_without_raising(apimart: omnivid.AsyncClient) -> None:
     """wait() hands back a failed task; only generate() turns it into an error."""
     task = await apimart.submit(omnivid.VideoRequest(model=GEMINI, prompt="x [[fail:timeout]]"))
