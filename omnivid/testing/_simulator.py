@@ -19,8 +19,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
+import anyio
 import attrs
 from aiohttp import web
+from anyio.abc import TaskGroup
 
 from ._config import APIMART, DEFAULT_DURATIONS, PROVIDERS, FaultConfig, SimConfig
 from ._markers import FaultMarker, Markers, parse_markers
@@ -121,8 +123,9 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._wake: asyncio.Event | None = None
-        self._driver: asyncio.Task[None] | None = None
-        self._callbacks: set[asyncio.Task[None]] = set()
+        self._tg: TaskGroup | None = None
+        self._deliveries = 0
+        self._deliveries_done = anyio.Event()
         self._port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -157,19 +160,20 @@ class Simulator:
         self._port = int(runner.addresses[0][1])
         self._session = aiohttp.ClientSession()
         self._wake = asyncio.Event()
-        self._driver = asyncio.create_task(self._drive(), name="omnivid-sim-driver")
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        tg.start_soon(self._drive, name="omnivid-sim-driver")
 
     async def close(self) -> None:
         """Stop serving, cancel pending callbacks and release every resource."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        tasks = [*self._callbacks, *([self._driver] if self._driver else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._callbacks.clear()
-        self._driver = None
+        tg, self._tg = self._tg, None
+        if tg is not None:  # the driver and pending callback deliveries
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -252,8 +256,8 @@ class Simulator:
             delay = self._clock.real_seconds(next_end - self._clock.now())
             await asyncio.sleep(max(0.0, delay) + 0.001)
             self._tick()
-        while self._callbacks:
-            await asyncio.gather(*self._callbacks, return_exceptions=True)
+        while self._deliveries:
+            await self._deliveries_done.wait()
 
     def client(self, provider: str, **options: Any) -> AsyncClient:
         """An unopened ``omnivid.AsyncClient`` on this simulator (``async with`` it).
@@ -352,10 +356,18 @@ class Simulator:
         stats.total_cost += cost
         stats.total_credits += credits
         stats.cost_by_key[task.api_key] = stats.cost_by_key.get(task.api_key, 0.0) + cost
-        if task.callback_url and self._session is not None:
-            delivery = asyncio.get_running_loop().create_task(self._deliver_callback(task))
-            self._callbacks.add(delivery)
-            delivery.add_done_callback(self._callbacks.discard)
+        if task.callback_url and self._session is not None and self._tg is not None:
+            self._deliveries += 1
+            self._tg.start_soon(self._deliver_callback_tracked, task)
+
+    async def _deliver_callback_tracked(self, task: SimTask) -> None:
+        try:
+            await self._deliver_callback(task)
+        finally:
+            self._deliveries -= 1
+            if not self._deliveries:
+                self._deliveries_done.set()
+                self._deliveries_done = anyio.Event()
 
     async def _deliver_callback(self, task: SimTask) -> None:
         """POST the task body to its callback URL; retry after 1, 2, 4 s (scaled) on failure."""
