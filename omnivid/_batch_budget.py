@@ -33,6 +33,7 @@ class Budget:
         self.reserved = 0.0
         self.closed = False
         self._changed = anyio.Event()
+        self._waiting = 0  # reserve calls waiting for a change
 
     def __repr__(self) -> str:
         return f"<Budget spent={self.spent:g} reserved={self.reserved:g} of {self.limit}>"
@@ -57,7 +58,11 @@ class Budget:
                     limit,
                 )
                 break
-            await self._changed.wait()
+            self._waiting += 1
+            try:
+                await self._changed.wait()
+            finally:
+                self._waiting -= 1
         return False
 
     def adjust(self, old: float, new: float) -> None:
@@ -84,5 +89,7 @@ class Budget:
         )
 
     def _notify(self) -> None:
+        if not self._waiting:  # nobody to wake (always so without a limit)
+            return
         self._changed.set()
         self._changed = anyio.Event()

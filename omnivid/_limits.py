@@ -11,10 +11,11 @@ The gate does two things:
   ``1 / rate`` apart). It can be set at runtime (``gate.rate = 5``) and, with
   ``adaptive=True``, it adapts (additive increase, multiplicative decrease)::
 
-      on a 429 storm, with S successes since the previous storm, T seconds ago:
-        a previous storm, T >= estimate_window and S >= 10:
-                        limit = S / T                 (the server's rate: it let S through in
-                                                       T seconds, pauses included)
+      on a 429 storm, with S successes since the previous storm, T seconds ago, of which
+      C seconds the gate was closed (cooldowns):
+        a previous storm, T' = T - C + min(C, burst) >= estimate_window and S >= 10:
+                        limit = S / T'                (the server's rate: it let S through in
+                                                       T' seconds)
                         rate' = settle * limit,       slope = max(increase, probe * limit)
         otherwise:      rate' = decrease * base       (multiplicative decrease)
                         base  = rate if the limit binds, else min(rate, observed)
@@ -26,10 +27,15 @@ The gate does two things:
 
   A storm means the server's bucket ran dry, so what it accepted since the previous storm is
   its sustained rate (the first storm has no such reference: a full bucket inflates what came
-  before it): the client settles just under it and then probes upwards slowly (a probe above
-  the limit costs a whole ``Retry-After`` pause), while without an estimate it climbs back to
-  the last level in about ``recovery`` seconds. If the client sent less than the server
-  allows, the estimate is low: the rate is then not binding, and climbs while it binds.
+  before it). While the gate was closed the server's bucket refilled, but only up to its size:
+  counting a long cooldown whole would take the client's own pause for a slow server (a 2 s
+  pause before 0.2 s of sending, at R = 100/s with a bucket of 100, reads as 55/s), so closed
+  time counts only up to ``burst`` seconds (the bucket a server typically keeps: one second
+  of its rate). The client settles just under the estimate and then probes upwards slowly
+  (a probe above the limit costs a whole ``Retry-After`` pause), while without an estimate
+  it climbs back to the last level in about ``recovery`` seconds. If the client sent less
+  than the server allows, the estimate is low: the rate is then not binding, and climbs while
+  it binds.
 
 A *storm* is a burst of 429s answering requests sent before the gate reacted; only the first
 429 of a storm cuts the rate or lengthens the back-off. Each request's send time is kept in a
@@ -74,6 +80,7 @@ class AccountGate:
         settle: float = 0.97,
         probe: float = 0.005,
         estimate_window: float = 0.1,
+        burst: float = 1.0,
         min_rate: float = 0.2,
         max_rate: float | None = None,
         cooldown_base: float = 1.0,
@@ -88,6 +95,7 @@ class AccountGate:
         self.settle = settle
         self.probe = probe
         self.estimate_window = estimate_window
+        self.burst = burst
         self.min_rate = min_rate
         self.max_rate = max_rate
         self.cooldown_base = cooldown_base
@@ -100,6 +108,8 @@ class AccountGate:
         self._last_cut = float("-inf")
         self._storm_at: float | None = None  # the last storm
         self._oks = 0  # successes since then
+        self._closed_total = 0.0  # seconds the gate has been (or is booked to be) closed
+        self._storm_closed = 0.0  # of which elapsed at the last storm
         self.limit_estimate: float | None = None
         self._last_wait = float("-inf")
         self._sends: deque[float] = deque()
@@ -168,7 +178,7 @@ class AccountGate:
                         await rebook.wait()
                     if rebook.is_set() or anyio.current_time() < self._closed_until:
                         continue  # a 429 voided the booking (made at the old rate): re-book
-            now = anyio.current_time()
+                    now = anyio.current_time()
             _sent_at.set(now)
             self._sends.append(now)
             if len(self._sends) > 64:
@@ -193,6 +203,7 @@ class AccountGate:
             base = self.cooldown_base * self.time_scale
             pause = min(random.uniform(base, 2 * base) * 2**k, self.cooldown_cap * self.time_scale)
         if now + pause > self._closed_until:
+            self._closed_total += now + pause - max(now, self._closed_until)
             self._closed_until = now + pause
             # every queued waiter re-books from the reopening at the (cut) rate; a booking kept
             # from before would run beside the new ones and exceed the rate
@@ -220,8 +231,12 @@ class AccountGate:
 
     # -- machinery ---------------------------------------------------------------------------
     def _cut(self, now: float) -> None:
+        # seconds closed so far (a cooldown still running counts only up to now)
+        closed_now = self._closed_total - max(0.0, self._closed_until - now)
+        closed = closed_now - self._storm_closed
         span = now - self._storm_at if self._storm_at is not None else 0.0
-        oks, self._oks, self._storm_at = self._oks, 0, now
+        span -= max(0.0, closed - self.burst)  # a pause counts only while the bucket refills
+        oks, self._oks, self._storm_at, self._storm_closed = self._oks, 0, now, closed_now
         if span >= self.estimate_window and oks >= 10:
             limit = oks / span
             self.limit_estimate = limit

@@ -41,6 +41,7 @@ journal, so a rerun resumes them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -92,6 +93,13 @@ if TYPE_CHECKING:
 __all__ = ["BatchOptions", "Engine", "Event", "Outcome"]
 
 log = logging.getLogger("omnivid")
+
+
+def _now() -> float:
+    """``anyio.current_time()`` without its backend lookup (omnivid runs on asyncio only, as
+    aiohttp does; anyio's asyncio backend reads this same clock)."""
+    return asyncio.get_running_loop().time()
+
 
 _MAX_REQUEUES = 20
 _MAX_POLL_FAILURES = 30
@@ -294,7 +302,7 @@ class Engine:
                 f"requests[{index}]", item, "expected a VideoRequest or a (key, VideoRequest) pair"
             )
             return None
-        job = Job(next(self._serial), key, request, anyio.current_time())
+        job = Job(next(self._serial), key, request, _now())
         spec = self.provider.models.get(request.model)
         if spec is not None:
             job.typical = spec.typical_seconds
@@ -351,7 +359,7 @@ class Engine:
             self._end_not_submitted(job, exc)
             return
         # nothing awaits between the answer and these records: the task id cannot be lost
-        now = anyio.current_time()
+        now = _now()
         self.client._submitted_at.pop(task.id, None)  # (kept for `watch`; a batch has its own)
         if task.model is None:
             task = evolve(task, model=job.request.model)
@@ -386,7 +394,7 @@ class Engine:
             self.slots.release()
             self._end_not_submitted(job, exc)
             return
-        now = anyio.current_time()
+        now = _now()
         wait = self.client.retry.backoff_wait(min(job.requeues, 8), self._rng)
         due = max(now + wait, self.client.gate.closed_until)
         reason = "rate_limited" if isinstance(exc, RateLimitError) else "not_sent"
@@ -406,7 +414,7 @@ class Engine:
         # the provider may be running it: its slot stays taken for a typical task's duration
         hold = self.options.ambiguous_hold
         self._schedule.push_release(
-            anyio.current_time() + (job.typical if hold is None else hold) * self.time_scale
+            _now() + (job.typical if hold is None else hold) * self.time_scale
         )
         policy = self.options.resubmit
         tries = job.attempts + job.ambiguous_count
@@ -451,7 +459,7 @@ class Engine:
             due = not_before
         if job.deadline_at is not None and not job.zombie:
             due = min(due, job.deadline_at)
-        if inline and due <= anyio.current_time():
+        if inline and due <= _now():
             job.phase = "polling"
             return True
         job.phase = "waiting"
@@ -461,7 +469,7 @@ class Engine:
     def _resume(self, job: Job) -> None:
         """Poll a task id recorded by an earlier run (it holds a slot)."""
         task_id = job.task_ids[-1]
-        now = anyio.current_time()
+        now = _now()
         job.task = Task(id=task_id, provider=self.provider.name, model=job.request.model)
         job.submitted_at = now
         job.first_poll = False
@@ -484,7 +492,7 @@ class Engine:
     async def _poll_once(self, job: Job) -> bool:
         task = job.task
         assert task is not None
-        sent = anyio.current_time()
+        sent = _now()
         try:
             latest = await self.client.transport.get_task(task.id, model=job.request.model)
         except (TransportError, RateLimitError, ServerError, NotFoundError) as exc:
@@ -493,7 +501,7 @@ class Engine:
         except OmnividError as exc:
             self._end_poll_error(job, exc)
             return False
-        now = anyio.current_time()
+        now = _now()
         job.poll_failures = 0
         job.first_poll = False
         if latest.model is None:
@@ -522,7 +530,7 @@ class Engine:
         if job.poll_failures > limit:
             self._end_poll_error(job, exc)
             return
-        now = anyio.current_time()
+        now = _now()
         if job.deadline_at is not None and not job.zombie and now >= job.deadline_at:
             self._end_timeout(job)
             return
@@ -565,7 +573,7 @@ class Engine:
             )
             job.phase = "backoff"
             job.deadline_at = None
-            self._schedule.push(anyio.current_time() + delay, SUBMIT, job)
+            self._schedule.push(_now() + delay, SUBMIT, job)
             return
         self.slots.release()
         self._end_failed(job, task)
@@ -586,7 +594,7 @@ class Engine:
         if job is None:
             return False
         if job.phase == "waiting":
-            self._schedule.push(anyio.current_time(), POLL, job)
+            self._schedule.push(_now(), POLL, job)
         else:
             job.nudged = True
         return True
@@ -624,7 +632,7 @@ class Engine:
     def _end_timeout(self, job: Job) -> None:
         task = job.task
         assert task is not None and job.submitted_at is not None
-        waited = (anyio.current_time() - job.submitted_at) / self.time_scale
+        waited = (_now() - job.submitted_at) / self.time_scale
         error = TaskTimeoutError(
             f"task not finished {waited:.0f} s after its submit (deadline "
             f"{self.options.deadline} s); it is still running at the provider",
@@ -638,7 +646,7 @@ class Engine:
         # keep the slot and keep polling quietly until the provider ends it
         job.zombie = True
         self._by_task[task.id] = job
-        self._schedule_poll(job, anyio.current_time())
+        self._schedule_poll(job, _now())
 
     def _end_poll_error(self, job: Job, exc: OmnividError) -> None:
         task = job.task
@@ -676,7 +684,7 @@ class Engine:
     ) -> None:
         """Deliver the job's one outcome."""
         job.phase = "done"
-        job.completed_at = anyio.current_time()
+        job.completed_at = _now()
         self._live.pop(job.serial, None)
         self._journal.done(job)
         if kind not in ("completed", "skipped"):

@@ -10,10 +10,12 @@ The API key is sent in the ``Authorization`` header only, and never logged or pu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -59,6 +61,9 @@ class Timeouts:
         )
 
 
+_NO_SCOPE = contextlib.nullcontext()  # a GET needs no shield (reusable, it holds nothing)
+
+
 class _NotSent(TransportError):
     """A connection failure before the request body left: safe to resend."""
 
@@ -86,10 +91,6 @@ class Transport:
         self.retry = retry
         self.gate = gate
         self.counters: Counter[str] = Counter()
-        self._runners: dict[
-            tuple[Callable[[BaseException], bool], RetryPolicy],
-            Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]],
-        ] = {}
 
     def __repr__(self) -> str:
         return f"<Transport {self.provider.name} {self.base_url}>"
@@ -103,7 +104,7 @@ class Transport:
 
         async def once() -> Task:
             self.counters["polls"] += 1
-            status, text, _ = await self._send("GET", path, None, model=model, task_id=task_id)
+            status, text = await self._send("GET", path, None, model=model, task_id=task_id)
             data = decode_json(text)
             if data is None:
                 raise self.provider.malformed("task", text, status=status, task_id=task_id)
@@ -117,7 +118,7 @@ class Transport:
         async def once() -> Task:
             self.counters["submits"] += 1
             try:
-                _, text, _ = await self._send(
+                _, text = await self._send(
                     "POST", "/v1/videos/generations", body, model=request.model
                 )
             except _NotSent:
@@ -166,40 +167,45 @@ class Transport:
     async def _with_retries(
         self, once: Callable[[], Awaitable[T]], retryable: Callable[[BaseException], bool]
     ) -> T:
+        # The first try runs directly: almost every request succeeds at once, and entering the
+        # backoff machinery costs about as much as the rest of omnivid's work per request.
+        # Only after a retryable failure is the backoff-driven loop built; it goes on from the
+        # same wait schedule and counters as if it had driven the first try too.
         if self.retry.max_retries == 0:
             return await once()
-        # one decorated runner per (predicate, policy), reused: decorating per call is slow
-        key = (retryable, self.retry)
-        runner = self._runners.get(key)
-        if runner is None:
-            runner = self._runners[key] = self._runner(retryable)
-        result: T = await runner(once)
-        return result
-
-    def _runner(
-        self, retryable: Callable[[BaseException], bool]
-    ) -> Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]:
-        def on_backoff(details: Any) -> None:
-            self.counters["retries"] += 1
-            exc = details.get("exception")
-            log.debug(
-                "retrying %s after %s in %.3fs (try %d)",
-                self.provider.name,
-                type(exc).__name__,
-                details.get("wait", 0.0),
-                details.get("tries", 0),
-            )
-
-        run: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]] = backoff.on_exception(
-            self.retry.waits,
+        try:
+            return await once()
+        except Exception as exc:
+            if not retryable(exc):
+                raise
+            first = exc
+        waits = self.retry.waits()
+        next(waits)  # primed, as backoff does
+        wait = waits.send(first)
+        self._on_backoff(first, wait, 1)
+        await asyncio.sleep(wait)  # what backoff sleeps with
+        runner: Callable[[Callable[[], Awaitable[T]]], Awaitable[T]] = backoff.on_exception(
+            _go_on(waits),
             Exception,
-            max_tries=self.retry.max_retries + 1,
+            max_tries=self.retry.max_retries,
             jitter=None,
             giveup=lambda e: not retryable(e),
-            on_backoff=on_backoff,
+            on_backoff=lambda d: self._on_backoff(
+                d.get("exception"), d.get("wait", 0.0), d.get("tries", 0) + 1
+            ),
             logger=None,
         )(_call)
-        return run
+        return await runner(once)
+
+    def _on_backoff(self, exc: BaseException | None, wait: float, tries: int) -> None:
+        self.counters["retries"] += 1
+        log.debug(
+            "retrying %s after %s in %.3fs (try %d)",
+            self.provider.name,
+            type(exc).__name__,
+            wait,
+            tries,
+        )
 
     async def _send(
         self,
@@ -209,20 +215,20 @@ class Transport:
         *,
         model: str | None,
         task_id: str | None = None,
-    ) -> tuple[int, str, dict[str, str]]:
+    ) -> tuple[int, str]:
         await self.gate.acquire()
         url = self.base_url + path
         started = time.perf_counter()
         try:
             # a POST on the wire may create (and bill) a task: once sent, it is not cancelled
             # halfway, so its task id is learnt and recorded (bounded by ``timeouts``)
-            with anyio.CancelScope(shield=method == "POST"):
+            with anyio.CancelScope(shield=True) if method == "POST" else _NO_SCOPE:
                 async with self.session.request(
                     method, url, json=body, headers=self._auth, timeout=self._timeout
                 ) as resp:
                     text = await resp.text(errors="replace")
                     status = resp.status
-                    headers = {k.lower(): v for k, v in resp.headers.items()}
+                    headers = resp.headers  # case-insensitive
         except aiohttp.ClientConnectorError as exc:
             raise _NotSent(
                 f"cannot connect to {self.provider.name}: {exc.strerror or type(exc).__name__}",
@@ -277,11 +283,24 @@ class Transport:
             raise self.provider.error_from_response(
                 status, text, request_id=request_id, model=model, task_id=task_id
             )
-        return status, text, headers
+        return status, text
 
 
 async def _call(once: Callable[[], Awaitable[T]]) -> T:
     return await once()
+
+
+def _go_on(
+    waits: Generator[float, BaseException | None, None],
+) -> Callable[[], Generator[float, BaseException | None, None]]:
+    """A ``backoff`` wait generator continuing ``waits`` (already sent the first failure)."""
+
+    def gen() -> Generator[float, BaseException | None, None]:
+        exc = yield 0.0  # backoff primes it
+        while True:
+            exc = yield waits.send(exc)
+
+    return gen
 
 
 def _read_retryable(exc: BaseException) -> bool:

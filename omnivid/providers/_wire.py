@@ -40,7 +40,9 @@ def make_converter(renames: Mapping[str, str]) -> cattrs.Converter:
     fields are omitted and ``extra`` is merged by the adapter, not here. Structuring is tolerant
     of unknown keys, as providers add fields without notice.
     """
-    conv = cattrs.Converter(forbid_extra_keys=False)
+    # without detailed validation the generated structure functions are much faster; a body
+    # that does not fit still raises (a plain KeyError/TypeError/ValueError), see ``read``
+    conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=False)
     overrides: dict[str, Any] = {name: override(rename=wire) for name, wire in renames.items()}
     overrides["extra"] = override(omit=True)
     hook = make_dict_unstructure_fn(
@@ -49,9 +51,20 @@ def make_converter(renames: Mapping[str, str]) -> cattrs.Converter:
         _cattrs_omit_if_default=True,
         **overrides,
     )
+    # optional scalars directly (the same result as cattrs' generic optional path, faster)
+    conv.register_structure_hook(float | None, _optional_float)
+    conv.register_structure_hook(str | None, _optional_str)
     conv.register_unstructure_hook(VideoRequest, hook)
     conv.register_unstructure_hook(tuple, list)
     return conv
+
+
+def _optional_float(value: Any, _: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _optional_str(value: Any, _: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def map_status(value: str) -> TaskStatus:
@@ -76,5 +89,5 @@ def read(conv: cattrs.Converter, data: Any, cls: type[T]) -> T | None:
     """Structure ``data`` as ``cls``; None when it does not fit (the caller raises)."""
     try:
         return conv.structure(data, cls)
-    except (cattrs.BaseValidationError, TypeError, ValueError, AttributeError):
+    except (cattrs.BaseValidationError, LookupError, TypeError, ValueError, AttributeError):
         return None

@@ -78,10 +78,13 @@ class _TaskEnvelope:
 _conv = make_converter(
     {"images": "image_urls", "videos": "video_urls", "extend_from": "extend_from_task_id"}
 )
-_conv.register_structure_hook(
-    list[str] | str,
-    lambda v, _: v if isinstance(v, str) else [str(u) for u in v],
-)
+
+
+def _url_or_urls(value: Any, _: Any) -> list[str] | str:
+    return value if isinstance(value, str) else [str(u) for u in value]
+
+
+_conv.register_structure_hook(list[str] | str, _url_or_urls)
 
 
 def _check_gemini(request: VideoRequest, options: CheckOptions) -> None:
@@ -200,7 +203,8 @@ class APIMart(Provider):
             )
             for i, v in enumerate(request.videos)
         )
-        wire = attrs.evolve(request, images=images, videos=videos)
+        same = images == request.images and videos == request.videos  # URLs pass unchanged
+        wire = request if same else attrs.evolve(request, images=images, videos=videos)
         body: dict[str, Any] = _conv.unstructure(wire)
         if isinstance(body.get("resolution"), str):
             body["resolution"] = body["resolution"].lower()

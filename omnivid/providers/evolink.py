@@ -120,7 +120,8 @@ class EvoLink(Provider):
             )
             for i, v in enumerate(request.images)
         )
-        body: dict[str, Any] = _conv.unstructure(attrs.evolve(request, images=images))
+        wire = request if images == request.images else attrs.evolve(request, images=images)
+        body: dict[str, Any] = _conv.unstructure(wire)
         Checker(NAME, request.model).merge_extra(body, request)
         return body
 
