@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(_serve(config, faults))
-    except KeyboardInterrupt:  # platforms without loop signal handlers
-        pass
+    except KeyboardInterrupt:  # platforms without loop signal handlers: a clean stop too
+        return 0
     except OSError as exc:
         print(f"omnivid sim: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
