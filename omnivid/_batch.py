@@ -29,6 +29,7 @@ from ._batch_job import BatchOptions
 from ._models import VideoRequest
 from ._outcome import BatchStats, Event, Outcome
 from ._scheduler import Engine
+from ._tasks import close_task_group, open_task_group
 from .errors import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
@@ -66,9 +67,7 @@ class _BatchBase(abc.ABC):
     async def __aenter__(self) -> Self:
         if self._state != "new":
             raise RuntimeError(f"this {type(self).__name__} has already run; make a new one")
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
+        self._tg = tg = await open_task_group()
         self._state = "entered"
         tg.start_soon(self._engine.run, self._source())
         return self
@@ -81,9 +80,7 @@ class _BatchBase(abc.ABC):
     ) -> None:
         tg, self._tg = self._tg, None
         self._state = "closed"
-        if tg is not None:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
+        await close_task_group(tg)
         self._engine.receive.close()
 
     def cancel(self) -> None:

@@ -22,6 +22,7 @@ from ._limits import AccountGate
 from ._models import Task, TaskStatus, VideoRequest
 from ._polling import PollPolicy
 from ._retry import RetryPolicy
+from ._tasks import close_task_group, open_task_group
 from ._transport import Timeouts, Transport
 from .errors import APIError, ConfigurationError, TaskFailedError, TaskTimeoutError
 from .providers import CheckOptions, Provider, get_provider
@@ -136,9 +137,7 @@ class AsyncClient:
         )
         if self.callbacks is not None:
             self.callbacks.attach(self)
-        services = anyio.create_task_group()
-        await services.__aenter__()
-        self._services = services
+        self._services = await open_task_group()
         return self
 
     async def __aexit__(
@@ -149,10 +148,8 @@ class AsyncClient:
     ) -> None:
         services, self._services = self._services, None
         try:
-            if services is not None:
-                # batches iterated without `async with` end with the client
-                services.cancel_scope.cancel()
-                await services.__aexit__(None, None, None)
+            # batches iterated without `async with` end with the client
+            await close_task_group(services)
         finally:
             await self.aclose()
 

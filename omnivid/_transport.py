@@ -218,6 +218,7 @@ class Transport:
     ) -> tuple[int, str]:
         await self.gate.acquire()
         url = self.base_url + path
+        ctx: dict[str, Any] = {"provider": self.provider.name, "model": model, "task_id": task_id}
         started = time.perf_counter()
         try:
             # a POST on the wire may create (and bill) a task: once sent, it is not cancelled
@@ -232,30 +233,22 @@ class Transport:
         except aiohttp.ClientConnectorError as exc:
             raise _NotSent(
                 f"cannot connect to {self.provider.name}: {exc.strerror or type(exc).__name__}",
-                provider=self.provider.name,
-                model=model,
-                task_id=task_id,
+                **ctx,
             ) from None
         except aiohttp.ConnectionTimeoutError:
             raise _NotSent(
                 f"timed out connecting to {self.provider.name}",
-                provider=self.provider.name,
-                model=model,
-                task_id=task_id,
+                **ctx,
             ) from None
         except TimeoutError:
             raise TransportTimeoutError(
                 f"{method} {path} to {self.provider.name} timed out waiting for the answer",
-                provider=self.provider.name,
-                model=model,
-                task_id=task_id,
+                **ctx,
             ) from None
         except aiohttp.ClientError as exc:
             raise TransportError(
                 f"{method} {path} to {self.provider.name} failed: {type(exc).__name__}",
-                provider=self.provider.name,
-                model=model,
-                task_id=task_id,
+                **ctx,
             ) from None
         request_id = headers.get("x-request-id")
         log.debug(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ValidationError
 
-__all__ = ["MediaKind", "resolve_media", "sniff_mime"]
+__all__ = ["MediaKind", "resolve_all", "resolve_media", "sniff_mime"]
 
 MediaKind = str  # "image" or "video"
 
@@ -94,3 +94,34 @@ def _names(mimes: frozenset[str]) -> str:
 
 IMAGE_MIMES = frozenset(_IMAGE_MIMES)
 VIDEO_MIMES = frozenset(_VIDEO_MIMES)
+
+
+def resolve_all(
+    values: tuple[str, ...],
+    *,
+    kind: MediaKind,
+    accept_local: bool,
+    accept_data_url: bool,
+    accept_bare_base64: bool = False,
+    local_hint: str = "",
+    provider: str,
+    model: str,
+) -> tuple[str, ...]:
+    """``resolve_media`` for every entry of ``images`` (kind "image") or ``videos`` ("video"),
+    naming each one ``images[i]`` / ``videos[i]`` in errors."""
+    allowed = IMAGE_MIMES if kind == "image" else VIDEO_MIMES
+    return tuple(
+        resolve_media(
+            value,
+            field=f"{kind}s[{i}]",
+            kind=kind,
+            allowed_mimes=allowed,
+            accept_local=accept_local,
+            accept_data_url=accept_data_url,
+            accept_bare_base64=accept_bare_base64,
+            local_hint=local_hint,
+            provider=provider,
+            model=model,
+        )
+        for i, value in enumerate(values)
+    )

@@ -14,7 +14,7 @@ from attrs import define
 
 from .._models import Task, TaskError, Video, VideoRequest
 from ._base import DEFAULT_CHECKS, CheckOptions, ModelSpec, Provider, register
-from ._media import IMAGE_MIMES, VIDEO_MIMES, resolve_media
+from ._media import resolve_all
 from ._rules import Checker
 from ._wire import from_unix, make_converter, map_status, read
 
@@ -175,33 +175,23 @@ class APIMart(Provider):
     ) -> dict[str, Any]:
         self.validate(request, options)
         model = request.model
-        images = tuple(
-            resolve_media(
-                v,
-                field=f"images[{i}]",
-                kind="image",
-                allowed_mimes=IMAGE_MIMES,
-                accept_local=False,
-                accept_data_url=False,
-                local_hint=_URL_ONLY_IMAGES,
-                provider=NAME,
-                model=model,
-            )
-            for i, v in enumerate(request.images)
+        images = resolve_all(
+            request.images,
+            kind="image",
+            accept_local=False,
+            accept_data_url=False,
+            local_hint=_URL_ONLY_IMAGES,
+            provider=NAME,
+            model=model,
         )
-        videos = tuple(
-            resolve_media(
-                v,
-                field=f"videos[{i}]",
-                kind="video",
-                allowed_mimes=VIDEO_MIMES,
-                accept_local=model == GEMINI,
-                accept_data_url=model == GEMINI,
-                local_hint="upload the video and pass its public http(s) URL",
-                provider=NAME,
-                model=model,
-            )
-            for i, v in enumerate(request.videos)
+        videos = resolve_all(
+            request.videos,
+            kind="video",
+            accept_local=model == GEMINI,
+            accept_data_url=model == GEMINI,
+            local_hint="upload the video and pass its public http(s) URL",
+            provider=NAME,
+            model=model,
         )
         same = images == request.images and videos == request.videos  # URLs pass unchanged
         wire = request if same else attrs.evolve(request, images=images, videos=videos)

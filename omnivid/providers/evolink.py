@@ -16,7 +16,7 @@ from attrs import define
 
 from .._models import Task, TaskError, Video, VideoRequest
 from ._base import DEFAULT_CHECKS, CheckOptions, ModelSpec, Provider, register
-from ._media import IMAGE_MIMES, resolve_media
+from ._media import resolve_all
 from ._rules import Checker
 from ._wire import from_unix, make_converter, map_status, read
 
@@ -106,19 +106,14 @@ class EvoLink(Provider):
         self, request: VideoRequest, options: CheckOptions = DEFAULT_CHECKS
     ) -> dict[str, Any]:
         self.validate(request, options)
-        images = tuple(
-            resolve_media(
-                v,
-                field=f"images[{i}]",
-                kind="image",
-                allowed_mimes=IMAGE_MIMES,
-                accept_local=True,
-                accept_data_url=True,
-                accept_bare_base64=True,
-                provider=NAME,
-                model=request.model,
-            )
-            for i, v in enumerate(request.images)
+        images = resolve_all(
+            request.images,
+            kind="image",
+            accept_local=True,
+            accept_data_url=True,
+            accept_bare_base64=True,
+            provider=NAME,
+            model=request.model,
         )
         wire = request if images == request.images else attrs.evolve(request, images=images)
         body: dict[str, Any] = _conv.unstructure(wire)

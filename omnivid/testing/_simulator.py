@@ -24,6 +24,7 @@ import attrs
 from aiohttp import web
 from anyio.abc import TaskGroup
 
+from .._tasks import close_task_group, open_task_group
 from ._config import APIMART, DEFAULT_DURATIONS, PROVIDERS, FaultConfig, SimConfig
 from ._markers import FaultMarker, Markers, parse_markers
 from ._media import video_bytes
@@ -160,9 +161,7 @@ class Simulator:
         self._port = int(runner.addresses[0][1])
         self._session = aiohttp.ClientSession()
         self._wake = asyncio.Event()
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
+        self._tg = tg = await open_task_group()
         tg.start_soon(self._drive, name="omnivid-sim-driver")
 
     async def close(self) -> None:
@@ -171,9 +170,7 @@ class Simulator:
             await self._runner.cleanup()
             self._runner = None
         tg, self._tg = self._tg, None
-        if tg is not None:  # the driver and pending callback deliveries
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
+        await close_task_group(tg)  # the driver and pending callback deliveries
         if self._session is not None:
             await self._session.close()
             self._session = None
