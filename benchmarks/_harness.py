@@ -106,15 +106,18 @@ class SimProcess:
     """The simulator running as a child process on loopback (a context manager).
 
     Its output goes to temporary files (never a pipe that could fill up and stall it); the
-    base URLs are read from what it prints at start-up.
+    base URLs are read from what it prints at start-up. The child writes them in append mode
+    and this process reads them through its own handle, by path: sharing one file offset with
+    the child would let a ``seek(0)`` here make the child overwrite its first lines.
     """
 
     def __init__(self, options: SimOptions) -> None:
         self.options = options
         self._proc: subprocess.Popen[bytes] | None = None
-        # closed in stop(): they must outlive this method, so no `with`
-        self._out = tempfile.TemporaryFile()  # noqa: SIM115
-        self._err = tempfile.TemporaryFile()  # noqa: SIM115
+        # removed in stop(): it must outlive this method, so no `with`
+        self._dir = tempfile.TemporaryDirectory(prefix="omnivid-sim-")
+        self._out = Path(self._dir.name) / "stdout"
+        self._err = Path(self._dir.name) / "stderr"
         self._urls: dict[str, str] = {}
         self.api_key = "sk-omnivid-bench"
 
@@ -143,9 +146,10 @@ class SimProcess:
             *self.options.to_args(),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self._proc = subprocess.Popen(
-            cmd, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL, cwd=ROOT, env=env
-        )
+        with self._out.open("ab") as out, self._err.open("ab") as err:
+            self._proc = subprocess.Popen(
+                cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ROOT, env=env
+            )
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
             printed = self._read(self._out)
@@ -157,14 +161,15 @@ class SimProcess:
             if self._proc.poll() is not None:
                 break
             time.sleep(0.02)
-        output = self._read(self._err)[-2000:] or self._read(self._out)[-2000:]
+        status = "exited" if self._proc.poll() is not None else f"no URLs in {_START_TIMEOUT:.0f} s"
+        out, err = self._read(self._out)[-1500:], self._read(self._err)[-1500:]
+        output = f"stdout: {out!r} stderr: {err!r}"
         self.stop()
-        raise RuntimeError(f"the simulator did not start ({' '.join(cmd[1:])}): {output}")
+        raise RuntimeError(f"the simulator did not start ({' '.join(cmd[1:])}; {status}): {output}")
 
     @staticmethod
-    def _read(handle: Any) -> str:
-        handle.seek(0)
-        return str(handle.read().decode("utf-8", "replace"))
+    def _read(path: Path) -> str:
+        return path.read_bytes().decode("utf-8", "replace") if path.exists() else ""
 
     def base_url(self, provider: str = "apimart") -> str:
         """The provider's base URL on this simulator (``http://127.0.0.1:PORT/apimart``)."""
@@ -194,7 +199,7 @@ class SimProcess:
         return data
 
     def stop(self) -> None:
-        """Stop the simulator (SIGTERM, then SIGKILL after 5 s) and close its output files."""
+        """Stop the simulator (SIGTERM, then SIGKILL after 5 s) and remove its output files."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -203,10 +208,7 @@ class SimProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        if proc is None or self._out.closed:
-            return
-        self._out.close()
-        self._err.close()
+        self._dir.cleanup()
 
 
 @contextmanager
