@@ -2,12 +2,14 @@
 
 A job moves through phases::
 
-    queued -> submitting -> posting -> waiting <-> polling -> done
-                  ^                        |
-                  +------ backoff <--------+   (a failed task resubmitted, a refused submit)
+    queued -> submitting -> posting -> recording -> waiting <-> polling -> done
+                  ^                                     |
+                  +------------- backoff <--------------+   (a failed task resubmitted,
+                                                              a refused submit)
 
 ``posting`` means its POST may be on the wire (its answer decides whether a task exists);
-``waiting`` means its task is scheduled for a poll. A *zombie* is a job whose outcome is
+``recording`` means its task id is known and being committed to the journal; ``waiting``
+means its task is scheduled for a poll. A *zombie* is a job whose outcome is
 already out (its deadline passed) but whose task still runs: it keeps its slot and is polled
 quietly until the provider ends it.
 """

@@ -14,6 +14,10 @@ key not a str or int      ``refuse``: ``ValidationError`` (field ``key``)
 ========================  ===================================================================
 
 Without a journal the same calls are no-ops (:class:`NoJournal`), so the engine never asks.
+
+The records that must be durable before the batch goes on (the intent before the POST, the task
+id after it) are awaited: they are group-committed, one transaction per event-loop turn
+(:mod:`omnivid._group_commit`). The rest is written at once (``not_submitted``) or lazily.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 from typing import Literal
 
 from ._batch_job import Job
+from ._group_commit import GroupCommit
 from ._journal import Journal, JournalEntry
 from ._models import Task
 from .errors import JournalConflictError, OmnividError, SubmissionUnknownError, ValidationError
@@ -43,11 +48,11 @@ class NoJournal:
     def done(self, job: Job) -> None:
         """Nothing to forget."""
 
-    def intent(self, job: Job) -> OmnividError | None:
+    async def intent(self, job: Job) -> OmnividError | None:
         """Nothing to record, no conflict."""
         return None
 
-    def submitted(self, job: Job, task: Task) -> None:
+    async def submitted(self, job: Job, task: Task) -> None:
         """Nothing to record."""
 
     def finished(self, job: Job, task: Task) -> None:
@@ -81,6 +86,7 @@ class JournalLink(NoJournal):
         self.resubmit_ambiguous = resubmit_ambiguous
         self.owned = owned
         self._live: set[str] = set()
+        self._group = GroupCommit(journal)
         self._known = journal.keys()  # keys with an entry when the batch started
 
     def match(self, job: Job) -> tuple[Match, JournalEntry | OmnividError | None]:
@@ -133,13 +139,13 @@ class JournalLink(NoJournal):
         if job.jkey is not None:
             self._live.discard(job.jkey)
 
-    def intent(self, job: Job) -> OmnividError | None:
+    async def intent(self, job: Job) -> OmnividError | None:
         """Commit the intent (before the POST); a conflict if the key, new when the batch
         started, was already used by another job of this batch."""
         if job.jkey is None:
             return None
         new = job.jkey not in self._known and not job.journaled
-        written = self.journal.record_intent(
+        statement = self.journal.intent_statement(
             job.jkey,
             job.request,
             provider=self.provider,
@@ -147,6 +153,7 @@ class JournalLink(NoJournal):
             run=self.run,
             new=new,
         )
+        written = await self._group.write(statement)
         if not written:
             self._live.discard(job.jkey)
             job.jkey = None  # the entry is the other job's: leave it alone
@@ -154,12 +161,13 @@ class JournalLink(NoJournal):
         job.journaled = True
         return None
 
-    def submitted(self, job: Job, task: Task) -> None:
+    async def submitted(self, job: Job, task: Task) -> None:
         """Commit the task id (right after the POST)."""
         if job.jkey is not None:
-            self.journal.record_submitted(
+            statement = self.journal.submitted_statement(
                 job.jkey, task, task_ids=job.task_ids, attempts=job.attempts
             )
+            await self._group.write(statement)
 
     def finished(self, job: Job, task: Task) -> None:
         """Commit a terminal task and what the job cost."""

@@ -49,9 +49,11 @@ from attrs import frozen
 from ._models import Task, VideoRequest, converter
 from .errors import ConfigurationError
 
-__all__ = ["TERMINAL_STATES", "Journal", "JournalEntry", "JournalState"]
+__all__ = ["TERMINAL_STATES", "Journal", "JournalEntry", "JournalState", "Statement"]
 
 JournalState = Literal["intent", "submitted", "completed", "failed", "cancelled", "not_submitted"]
+Statement = tuple[str, tuple[Any, ...]]
+"""One SQL statement and its parameters, as :meth:`Journal.write_many` takes them."""
 TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 _SCHEMA_VERSION = "1"
@@ -255,6 +257,22 @@ class Journal:
         With ``new=True`` the key must not be in the journal yet: False (nothing written)
         when it is.
         """
+        statement = self.intent_statement(
+            key, request, provider=provider, fingerprint=fingerprint, run=run, new=new
+        )
+        return self.write_many([statement])[0]
+
+    def intent_statement(
+        self,
+        key: str | int,
+        request: VideoRequest,
+        *,
+        provider: str,
+        fingerprint: str | None = None,
+        run: str | None = None,
+        new: bool = False,
+    ) -> Statement:
+        """The statement :meth:`record_intent` commits, for :meth:`write_many`."""
         now = time.time()
         conflict = (
             "NOTHING"
@@ -264,7 +282,7 @@ class Journal:
             "status = NULL, error = NULL, task = NULL, run = excluded.run, "
             "updated_at = excluded.updated_at"
         )
-        return self._write(
+        return (
             "INSERT INTO jobs (key, fingerprint, provider, model, request, state, run, "
             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'intent', ?, ?, ?) "
             f"ON CONFLICT (key) DO {conflict}",
@@ -287,11 +305,17 @@ class Journal:
 
         ``task_ids`` is the job's whole list (the last one is ``task.id``).
         """
+        self.write_many([self.submitted_statement(key, task, task_ids=task_ids, attempts=attempts)])
+
+    def submitted_statement(
+        self, key: str | int, task: Task, *, task_ids: Sequence[str], attempts: int
+    ) -> Statement:
+        """The statement :meth:`record_submitted` commits, for :meth:`write_many`."""
         if len(task_ids) == 1:  # the common case, without serializing the list
             ids_sql, ids = "json_array(?)", task_ids[0]
         else:
             ids_sql, ids = "?", _dumps(list(task_ids))
-        self._write(
+        return (
             f"UPDATE jobs SET state = 'submitted', task_id = ?, task_ids = {ids_sql}, "
             "attempts = ?, status = ?, error = NULL, updated_at = ? WHERE key = ?",
             (task.id, ids, attempts, task.status.value, time.time(), str(key)),
@@ -373,12 +397,32 @@ class Journal:
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> bool:
         """Execute and commit at once (with any pending lazy writes); True if a row changed."""
+        return self.write_many([(sql, params)])[0]
+
+    def write_many(self, statements: Sequence[Statement]) -> list[bool]:
+        """Execute ``statements`` in order and commit them, with any pending lazy writes, in
+        one transaction; for each, whether it changed a row.
+
+        On an error nothing of the transaction is kept (the lazy writes included: they only
+        cost a poll on a rerun) and the error is raised.
+        """
         with self._lock:
             db = self._connection()
-            # autocommit mode (isolation_level=None): one statement is one transaction, unless
-            # lazy writes opened one
-            changed = db.execute(sql, params).rowcount > 0
-            self._commit_lazy()
+            if len(statements) == 1 and not self._lazy:
+                # autocommit mode (isolation_level=None): one statement is one transaction
+                sql, params = statements[0]
+                return [db.execute(sql, params).rowcount > 0]
+            if not self._lazy:
+                db.execute("BEGIN")
+            try:
+                changed = [db.execute(sql, params).rowcount > 0 for sql, params in statements]
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            finally:
+                self._lazy = 0
             return changed
 
     def _write_lazy(self, sql: str, params: tuple[Any, ...]) -> None:

@@ -336,13 +336,13 @@ class Engine:
                 self.slots.release()
                 self._end_not_submitted(job, exc)
                 return
-        conflict = self._journal.intent(job)
+        job.phase = "posting"  # from here a cancelled job's intent may be in the journal
+        conflict = await self._journal.intent(job)
         if conflict is not None:
             self._release_reservation(job)
             self.slots.release()
             self._end(job, error=conflict, kind="not_submitted")
             return
-        job.phase = "posting"
         try:
             task = await self.client.submit(job.request, body=job.body)
         except SubmissionUnknownError as exc:
@@ -358,7 +358,9 @@ class Engine:
             self.slots.release()
             self._end_not_submitted(job, exc)
             return
-        # nothing awaits between the answer and these records: the task id cannot be lost
+        # the task id is in memory before anything awaits (a cancelled batch reports it), and
+        # in the journal before the job goes on (group-committed: see _group_commit)
+        job.phase = "recording"
         now = _now()
         self.client._submitted_at.pop(task.id, None)  # (kept for `watch`; a batch has its own)
         if task.model is None:
@@ -372,12 +374,12 @@ class Engine:
         job.requeues = 0
         self._by_task[task.id] = job
         self._counts["submitted"] += 1
-        self._journal.submitted(job, task)
         reserve = reserved_after_submit(task, job.estimate)
         self.budget.adjust(job.reserved, reserve)
         job.reserved = reserve
         if self.options.deadline is not None:
             job.deadline_at = now + self.options.deadline * self.time_scale
+        await self._journal.submitted(job, task)
         self.events.emit("submitted", job.key, task.id, attempt=job.attempts)
         if self._schedule_poll(job, now, inline=True):
             await self._poll(job)
@@ -736,7 +738,7 @@ class Engine:
         self._http_end = self._http_now()
         running = list(self._live.values()) + [j for j in self._by_task.values() if j.zombie]
         for job in running:
-            if job.phase in ("waiting", "polling") and job.task is not None:
+            if job.phase in ("recording", "waiting", "polling") and job.task is not None:
                 self.abandoned[job.key] = job.task.id
                 self.events.emit("abandoned", job.key, job.task.id)
             elif job.phase == "posting":  # its POST was cut off: the answer is unknown
