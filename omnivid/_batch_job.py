@@ -97,6 +97,7 @@ class Job:
         "poll_failures",
         "queued_at",
         "request",
+        "request_json",
         "requeues",
         "reserved",
         "serial",
@@ -114,6 +115,7 @@ class Job:
         self.journaled = False  # this batch wrote the job's journal entry
         self.request = request
         self.fp: str | None = None
+        self.request_json: str | None = None  # canonical JSON, computed with ``fp``
         self.body: dict[str, Any] | None = None
         self.attempts = 0  # tasks created for this job
         self.task_ids: list[str] = []
@@ -142,5 +144,5 @@ class Job:
     def fingerprint(self) -> str:
         """The request's fingerprint (computed once, when first needed)."""
         if self.fp is None:
-            self.fp = self.request.fingerprint()
+            self.fp, self.request_json = self.request.fingerprint_and_json()
         return self.fp

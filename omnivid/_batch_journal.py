@@ -152,6 +152,7 @@ class JournalLink(NoJournal):
             fingerprint=job.fingerprint,
             run=self.run,
             new=new,
+            request_json=job.request_json,
         )
         written = await self._group.write(statement)
         if not written:

@@ -271,8 +271,12 @@ class Journal:
         fingerprint: str | None = None,
         run: str | None = None,
         new: bool = False,
+        request_json: str | None = None,
     ) -> Statement:
-        """The statement :meth:`record_intent` commits, for :meth:`write_many`."""
+        """The statement :meth:`record_intent` commits, for :meth:`write_many`.
+
+        ``request_json``: the request's JSON, when the caller has it already
+        (``VideoRequest.fingerprint_and_json``)."""
         now = time.time()
         conflict = (
             "NOTHING"
@@ -291,7 +295,7 @@ class Journal:
                 fingerprint or request.fingerprint(),
                 provider,
                 request.model,
-                _dumps(request.to_dict()),
+                request_json or _dumps(request.to_dict()),
                 run,
                 now,
                 now,

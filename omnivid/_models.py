@@ -15,6 +15,7 @@ from typing import Any, Literal
 import attrs
 import cattrs
 from attrs import field, frozen
+from cattrs.gen import make_dict_unstructure_fn, override
 
 __all__ = [
     "Task",
@@ -125,9 +126,21 @@ class VideoRequest:
 
     def fingerprint(self) -> str:
         """A stable SHA-256 of the request, to spot the same job submitted twice."""
-        body = {k: v for k, v in self.to_dict().items() if k != "callback_url"}
-        canon = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canon.encode()).hexdigest()
+        return self.fingerprint_and_json()[0]
+
+    def fingerprint_and_json(self) -> tuple[str, str]:
+        """The fingerprint and the plain form as canonical JSON (sorted keys, no spaces),
+        computed together: the fingerprint hashes that JSON without ``callback_url``."""
+        data = self.to_dict()
+        text = _canonical(data)
+        if "callback_url" in data:
+            del data["callback_url"]
+            return hashlib.sha256(_canonical(data).encode()).hexdigest(), text
+        return hashlib.sha256(text.encode()).hexdigest(), text
+
+
+def _canonical(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @frozen
@@ -185,7 +198,15 @@ def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
     conv.register_unstructure_hook(datetime, lambda d: d.timestamp())
     conv.register_structure_hook(datetime, lambda v, _: datetime.fromtimestamp(float(v), tz=UTC))
+    # ``raw`` is the provider's parsed JSON already: passed through, not walked and copied
+    conv.register_unstructure_hook(
+        Task, make_dict_unstructure_fn(Task, conv, raw=override(unstruct_hook=_same))
+    )
     return conv
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 converter = _make_converter()
