@@ -24,14 +24,15 @@ disk flush).
 What must be durable at once is committed at once: the intent (before the POST), the task id
 (right after it), ``not_submitted`` and downloads. A batch hands its intents and task ids to
 :meth:`Journal.write_many` in groups, one transaction per event-loop turn for all its jobs
-(:mod:`omnivid._group_commit`); each job still waits for its own record's commit. A terminal result (``record_finished``) and
-error notes are *lazy*: they join the next commit, or are committed after ``lazy_limit`` of
-them or at ``flush()``/``close()``. Losing one to a crash costs nothing but a poll: the entry
-still says ``submitted`` with its task id, so a rerun reads the result again. Each commit is
-one small transaction (tens of microseconds).
+(:mod:`omnivid._group_commit`); each job still waits for its own record's commit.
+
+A terminal result (``record_finished``) and error notes are *lazy*: they join the next
+commit, or are committed after ``lazy_limit`` of them or at ``flush()``/``close()``. Losing
+one to a crash costs nothing but a poll: the entry still says ``submitted`` with its task id,
+so a rerun reads the result again.
 
 What is never stored: the API key or any header. The request is stored as given by the caller
-(``VideoRequest.to_dict()``).
+(``VideoRequest.to_dict()``, as canonical JSON).
 """
 
 from __future__ import annotations

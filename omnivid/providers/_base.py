@@ -118,8 +118,9 @@ class Provider(abc.ABC):
         """The task created by a successful submit response."""
 
     @abc.abstractmethod
-    def parse_task(self, data: Any) -> Task:
-        """A task from a task-status response (or a callback body)."""
+    def parse_task(self, data: Any, *, model: str | None = None) -> Task:
+        """A task from a task-status response (or a callback body); ``model`` fills in the
+        model when the body does not name it (the caller knows what it submitted)."""
 
     def classify_failure(self, task: Task) -> FailureKind:
         """Whether a failed task is worth resubmitting: transient, permanent or unknown."""

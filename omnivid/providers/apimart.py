@@ -214,7 +214,7 @@ class APIMart(Provider):
             raw=data,
         )
 
-    def parse_task(self, data: Any) -> Task:
+    def parse_task(self, data: Any, *, model: str | None = None) -> Task:
         parsed = read(_conv, data, _TaskEnvelope)
         if parsed is None:
             raise self.malformed("task", repr(data)[:300])
@@ -226,7 +226,7 @@ class APIMart(Provider):
         return Task(
             id=d.id,
             provider=NAME,
-            model=d.model,
+            model=d.model or model,
             status=map_status(d.status),
             progress=int(d.progress),
             created_at=from_unix(d.created),

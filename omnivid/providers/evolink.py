@@ -124,10 +124,10 @@ class EvoLink(Provider):
         task = self._task(data, "submit")
         return attrs.evolve(task, model=task.model or request.model)
 
-    def parse_task(self, data: Any) -> Task:
-        return self._task(data, "task")
+    def parse_task(self, data: Any, *, model: str | None = None) -> Task:
+        return self._task(data, "task", model)
 
-    def _task(self, data: Any, what: str) -> Task:
+    def _task(self, data: Any, what: str, model: str | None = None) -> Task:
         d = read(_conv, data, _Task)
         if d is None:
             raise self.malformed(what, repr(data)[:300])
@@ -137,7 +137,7 @@ class EvoLink(Provider):
         return Task(
             id=d.id,
             provider=NAME,
-            model=d.model,
+            model=d.model or model,
             status=map_status(d.status),
             progress=int(d.progress),
             created_at=from_unix(d.created),

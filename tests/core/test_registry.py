@@ -41,8 +41,9 @@ class Toy(Provider):
     def parse_submit(self, data: Any, request: omnivid.VideoRequest) -> omnivid.Task:
         return omnivid.Task(id=data["id"], provider=self.name, model=request.model)
 
-    def parse_task(self, data: Any) -> omnivid.Task:
-        return omnivid.Task(id=data["id"], provider=self.name, status=TaskStatus(data["status"]))
+    def parse_task(self, data: Any, *, model: str | None = None) -> omnivid.Task:
+        status = TaskStatus(data["status"])
+        return omnivid.Task(id=data["id"], provider=self.name, model=model, status=status)
 
 
 @pytest.mark.anyio

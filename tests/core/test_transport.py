@@ -97,8 +97,8 @@ async def test_reset_or_unreadable_submit_answer_is_ambiguous(
 
 @pytest.mark.anyio
 async def test_slow_submit_timing_out_is_ambiguous(sim: Simulator, make_client: MakeClient) -> None:
-    """A read timeout after the body was sent raises SubmissionUnknownError; no second POST."""
-    timeouts = omnivid.Timeouts(connect=1.0, read=0.05, total=1.0)
+    """A timeout after the body was sent raises SubmissionUnknownError; no second POST."""
+    timeouts = omnivid.Timeouts(connect=1.0, read=1.0, total=0.05)
     async with make_client("apimart", timeouts=timeouts) as client:
         with pytest.raises(errors.SubmissionUnknownError) as caught:
             await client.submit(ext("fox [[fault:slow=0.3]]"))
@@ -315,7 +315,7 @@ async def test_retries_are_counted(sim: Simulator, apimart: omnivid.AsyncClient)
 @pytest.mark.anyio
 async def test_get_read_timeout_is_retried(sim: Simulator, make_client: MakeClient) -> None:
     """A poll whose answer is too slow times out and is retried."""
-    timeouts = omnivid.Timeouts(connect=1.0, read=0.05, total=1.0)
+    timeouts = omnivid.Timeouts(connect=1.0, read=1.0, total=0.05)
     async with make_client("apimart", timeouts=timeouts) as client:
         task = await client.submit(ext("fox [[fault:slow=0.3@poll]]"))
         assert (await client.get(task.id)).id == task.id
@@ -452,3 +452,23 @@ async def test_429_pauses_the_whole_account(sim: Simulator, make_client: MakeCli
     rejected, later = [r for r in sim.request_log if r.method == "GET"]
     assert rejected.status == 429 and later.path.endswith(other.id)
     assert later.time - rejected.time >= 0.1
+
+
+@pytest.mark.anyio
+async def test_read_limits_silence_when_there_is_no_total(
+    sim: Simulator, make_client: MakeClient
+) -> None:
+    """With total=None, a poll answer slower than ``read`` times out and is retried."""
+    timeouts = omnivid.Timeouts(connect=1.0, read=0.05, total=None)
+    async with make_client("apimart", timeouts=timeouts) as client:
+        task = await client.submit(ext("fox [[fault:slow=0.3@poll]]"))
+        assert (await client.get(task.id)).id == task.id
+    assert sim.stats.polls == 2
+
+
+def test_api_exchanges_use_total_and_connect_limits() -> None:
+    """Under a total limit an API exchange arms no per-read timer; without one it does."""
+    bounded = omnivid.Timeouts(connect=2.0, read=5.0, total=30.0).client_timeout()
+    assert (bounded.total, bounded.sock_connect, bounded.sock_read) == (30.0, 2.0, None)
+    unbounded = omnivid.Timeouts(connect=2.0, read=5.0, total=None).client_timeout()
+    assert (unbounded.total, unbounded.sock_connect, unbounded.sock_read) == (None, 2.0, 5.0)
