@@ -160,6 +160,20 @@ class AccountGate:
         return unsubscribe
 
     # -- the gate ----------------------------------------------------------------------------
+    def acquire_nowait(self) -> bool:
+        """Take a send slot if one is free now (no cooldown, no rate wait): True when taken;
+        False, taking nothing, when :meth:`acquire` would wait."""
+        now = anyio.current_time()
+        if now < self._closed_until:
+            return False
+        rate = self._rate
+        if rate:
+            if self._next_slot > now:
+                return False
+            self._next_slot = now + 1.0 / rate
+        self._record_send(now)
+        return True
+
     async def acquire(self) -> None:
         """Wait until a request may be sent: after any cooldown and the next rate slot."""
         while True:
@@ -179,11 +193,14 @@ class AccountGate:
                     if rebook.is_set() or anyio.current_time() < self._closed_until:
                         continue  # a 429 voided the booking (made at the old rate): re-book
                     now = anyio.current_time()
-            _sent_at.set(now)
-            self._sends.append(now)
-            if len(self._sends) > 64:
-                self._trim(now)
+            self._record_send(now)
             return
+
+    def _record_send(self, now: float) -> None:
+        _sent_at.set(now)
+        self._sends.append(now)
+        if len(self._sends) > 64:
+            self._trim(now)
 
     def on_rate_limited(self, retry_after: float | None, *, cap: float = 120.0) -> float:
         """Record a 429: close the gate and (adaptive, once per storm) cut the rate.

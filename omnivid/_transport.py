@@ -224,7 +224,8 @@ class Transport:
         model: str | None,
         task_id: str | None = None,
     ) -> tuple[int, str]:
-        await self.gate.acquire()
+        if not self.gate.acquire_nowait():
+            await self.gate.acquire()
         url = self.base_url + path
         ctx: dict[str, Any] = {"provider": self.provider.name, "model": model, "task_id": task_id}
         started = time.perf_counter()

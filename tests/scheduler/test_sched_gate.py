@@ -180,3 +180,23 @@ async def test_rate_spaces_requests() -> None:
 def anyio_backend() -> str:
     """asyncio, like the rest of omnivid's tests."""
     return "asyncio"
+
+
+def test_acquire_nowait_takes_only_a_free_slot(clock: Clock) -> None:
+    """At 10/s a slot is free at once, the next only 0.1 s later; a refusal takes nothing."""
+    gate = AccountGate(rate=10.0, adaptive=False)
+    assert gate.acquire_nowait() is True
+    assert gate.acquire_nowait() is False
+    clock.now += 0.06
+    assert gate.acquire_nowait() is False
+    clock.now += 0.06
+    assert gate.acquire_nowait() is True
+
+
+def test_acquire_nowait_refuses_while_the_gate_is_closed(clock: Clock) -> None:
+    """During a Retry-After window nothing may be sent, without a rate limit too."""
+    gate = AccountGate(adaptive=False)
+    gate.on_rate_limited(1.0)
+    assert gate.acquire_nowait() is False
+    clock.now += 1.0
+    assert gate.acquire_nowait() is True
