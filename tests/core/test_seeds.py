@@ -246,3 +246,18 @@ def test_task_seed_round_trips_through_the_converter(seed: Callable[[str], Any],
     task = get_provider(name.split("_")[0]).parse_task(seed(name))
     again = converter.structure(converter.unstructure(task), omnivid.Task)
     assert again == task
+
+
+def test_apimart_task_takes_the_submitted_model(seed: Callable[[str], Any]) -> None:
+    """APIMart's task body names no model: the caller's submitted model fills it in."""
+    data = seed("apimart_ext_task_completed.json")
+    assert get_provider("apimart").parse_task(data).model is None
+    task = get_provider("apimart").parse_task(data, model="Omni-Flash-Ext")
+    assert task.model == "Omni-Flash-Ext"
+
+
+def test_evolink_task_model_in_the_body_wins(seed: Callable[[str], Any]) -> None:
+    """EvoLink's task body names its model; that one is kept over the caller's."""
+    data = seed("evolink_task_completed.json")
+    task = get_provider("evolink").parse_task(data, model="something-else")
+    assert task.model == data["model"]
