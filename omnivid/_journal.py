@@ -244,7 +244,7 @@ class Journal:
     def __len__(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM jobs", ()).fetchone()[0])
 
-    # -- writing (each call is one committed transaction) ------------------------------------
+    # -- writing: record_* commit (or queue, lazy ones); *_statement only build, for write_many
     def record_intent(
         self,
         key: str | int,
