@@ -4,6 +4,7 @@ Waits, for attempt ``n`` (0-based) after a failure::
 
     no hint:      wait = uniform(0, min(max_delay, base_delay * 2 ** n))        (full jitter)
     Retry-After:  wait = min(retry_after, retry_after_cap) * uniform(1, 1 + hint_jitter)
+                  (the hint of a 429, or of a 5xx such as 503)
 
 Jitter never shortens a server's ``Retry-After``: it only adds to it.
 """
@@ -18,9 +19,9 @@ from datetime import UTC, datetime
 
 from attrs import field, frozen
 
-from .errors import RateLimitError
+from .errors import RateLimitError, ServerError
 
-__all__ = ["RetryPolicy", "parse_retry_after"]
+__all__ = ["RetryPolicy", "parse_retry_after", "retry_hint"]
 
 
 @frozen(kw_only=True)
@@ -61,12 +62,17 @@ class RetryPolicy:
         exc = yield 0.0
         attempt = 0
         while True:
-            if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-                wait = self.hint_wait(exc.retry_after)
-            else:
-                wait = self.backoff_wait(attempt)
+            hint = retry_hint(exc)
+            wait = self.backoff_wait(attempt) if hint is None else self.hint_wait(hint)
             attempt += 1
             exc = yield wait
+
+
+def retry_hint(exc: BaseException | None) -> float | None:
+    """The ``Retry-After`` seconds a 429 or 5xx answer carried, or None."""
+    if isinstance(exc, RateLimitError | ServerError):
+        return exc.retry_after
+    return None
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -73,6 +73,7 @@ from ._batch_poller import POLL, RELEASE, SUBMIT, Schedule, Step, Workers
 from ._journal import Journal, JournalEntry
 from ._models import Task, TaskStatus, VideoRequest
 from ._outcome import BatchStats, Event, EventKind, Outcome
+from ._retry import retry_hint
 from ._transport import _NotSent
 from .errors import (
     BudgetExceededError,
@@ -536,7 +537,11 @@ class Engine:
         if job.deadline_at is not None and not job.zombie and now >= job.deadline_at:
             self._end_timeout(job)
             return
-        wait = self.client.retry.backoff_wait(min(job.poll_failures, 8), self._rng)
+        retry = self.client.retry
+        wait = retry.backoff_wait(min(job.poll_failures, 8), self._rng)
+        hint = retry_hint(exc)
+        if hint is not None:  # a 5xx's Retry-After (a 429's closed the gate already)
+            wait = max(wait, retry.hint_wait(hint, self._rng))
         due = max(now + wait, self.client.gate.closed_until)
         if job.deadline_at is not None and not job.zombie:
             due = min(due, job.deadline_at)

@@ -282,8 +282,10 @@ class Transport:
             )
         self.gate.on_success()
         if status >= 300:
+            # a 5xx may say when to come back (503); a 4xx other than 429 is not retried
+            hint = parse_retry_after(headers.get("retry-after")) if status >= 500 else None
             raise self.provider.error_from_response(
-                status, text, request_id=request_id, model=model, task_id=task_id
+                status, text, retry_after=hint, request_id=request_id, model=model, task_id=task_id
             )
         return status, text
 

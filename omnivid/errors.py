@@ -210,7 +210,12 @@ class RateLimitError(APIError):
 
 
 class ServerError(APIError):
-    """5xx: the provider failed."""
+    """5xx: the provider failed. ``retry_after`` is the server's ``Retry-After`` hint in
+    seconds (a 503 often carries one), or None; a retried read waits at least that long."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
 
 
 class SubmissionUnknownError(OmnividError):

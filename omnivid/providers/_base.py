@@ -180,6 +180,8 @@ class Provider(abc.ABC):
         }
         if cls is RateLimitError:
             return RateLimitError(message, retry_after=retry_after, **kwargs)
+        if cls is ServerError:
+            return ServerError(message, retry_after=retry_after, **kwargs)
         return cls(message, **kwargs)
 
     def malformed(self, what: str, text: str, *, status: int = 200, **ctx: Any) -> APIError:
