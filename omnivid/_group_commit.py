@@ -44,6 +44,12 @@ class _Group:
         self.error: BaseException | None = None
         self.done = anyio.Event()
 
+    def result(self, index: int) -> bool:
+        """Whether statement ``index`` changed a row; raises the group's commit error."""
+        if self.error is not None:
+            raise self.error
+        return self.changed[index]
+
 
 class GroupCommit:
     """Commits the statements written to it in one turn as one transaction of ``journal``."""
@@ -68,15 +74,11 @@ class GroupCommit:
             finally:  # committed even when cancelled: the others wait for it
                 self._open = None
                 self._commit(group)
-            if group.error is not None:
-                raise group.error
-            return group.changed[0]
+            return group.result(0)
         index = len(group.statements)
         group.statements.append(statement)
         await group.done.wait()
-        if group.error is not None:
-            raise group.error
-        return group.changed[index]
+        return group.result(index)
 
     def _commit(self, group: _Group) -> None:
         try:

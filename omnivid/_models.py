@@ -125,18 +125,24 @@ class VideoRequest:
         return cls(**data)
 
     def fingerprint(self) -> str:
-        """A stable SHA-256 of the request, to spot the same job submitted twice."""
-        return self.fingerprint_and_json()[0]
+        """A stable SHA-256 of the request, to spot the same job submitted twice: the
+        canonical JSON of its plain form without ``callback_url``, hashed."""
+        data = self.to_dict()
+        data.pop("callback_url", None)
+        return _sha256(_canonical(data))
 
     def fingerprint_and_json(self) -> tuple[str, str]:
         """The fingerprint and the plain form as canonical JSON (sorted keys, no spaces),
-        computed together: the fingerprint hashes that JSON without ``callback_url``."""
+        computed together (one encoding when there is no ``callback_url``)."""
         data = self.to_dict()
         text = _canonical(data)
-        if "callback_url" in data:
-            del data["callback_url"]
-            return hashlib.sha256(_canonical(data).encode()).hexdigest(), text
-        return hashlib.sha256(text.encode()).hexdigest(), text
+        if "callback_url" not in data:
+            return _sha256(text), text
+        return self.fingerprint(), text
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _canonical(data: Mapping[str, Any]) -> str:

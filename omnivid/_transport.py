@@ -268,26 +268,22 @@ class Transport:
             (time.perf_counter() - started) * 1000,
             request_id,
         )
+        if status != 429:
+            self.gate.on_success()
+            if status < 300:
+                return status, text
+        # a 429 or a 5xx (a 503, say) may tell when to come back; other 4xx are not retried
+        hint = (
+            parse_retry_after(headers.get("retry-after"))
+            if status == 429 or status >= 500
+            else None
+        )
         if status == 429:
-            retry_after = parse_retry_after(headers.get("retry-after"))
             self.counters["rate_limited"] += 1
-            self.gate.on_rate_limited(retry_after, cap=self.retry.retry_after_cap)
-            raise self.provider.error_from_response(
-                status,
-                text,
-                retry_after=retry_after,
-                request_id=request_id,
-                model=model,
-                task_id=task_id,
-            )
-        self.gate.on_success()
-        if status >= 300:
-            # a 5xx may say when to come back (503); a 4xx other than 429 is not retried
-            hint = parse_retry_after(headers.get("retry-after")) if status >= 500 else None
-            raise self.provider.error_from_response(
-                status, text, retry_after=hint, request_id=request_id, model=model, task_id=task_id
-            )
-        return status, text
+            self.gate.on_rate_limited(hint, cap=self.retry.retry_after_cap)
+        raise self.provider.error_from_response(
+            status, text, retry_after=hint, request_id=request_id, model=model, task_id=task_id
+        )
 
 
 async def _call(once: Callable[[], Awaitable[T]]) -> T:

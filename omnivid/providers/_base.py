@@ -178,10 +178,8 @@ class Provider(abc.ABC):
             "task_id": task_id,
             "request_id": request_id,
         }
-        if cls is RateLimitError:
-            return RateLimitError(message, retry_after=retry_after, **kwargs)
-        if cls is ServerError:
-            return ServerError(message, retry_after=retry_after, **kwargs)
+        if issubclass(cls, RateLimitError | ServerError):  # the errors that carry a hint
+            kwargs["retry_after"] = retry_after
         return cls(message, **kwargs)
 
     def malformed(self, what: str, text: str, *, status: int = 200, **ctx: Any) -> APIError:
