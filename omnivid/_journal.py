@@ -12,8 +12,11 @@ One row per job key. Its ``state`` moves::
   or the answer was lost): rerunning reports it and resubmits only when asked.
 * ``submitted`` is committed **right after** the POST returns, with the task id (every task id
   a job ever had is kept in ``task_ids``): rerunning polls it, never resubmits it.
-* the terminal states record the task (JSON), its cost and error; downloads are added by the
-  CLI (:meth:`Journal.record_download`).
+* the terminal states record the task, its cost and error; downloads are added by the CLI
+  (:meth:`Journal.record_download`). The task is kept as the provider sent it (``Task.raw``,
+  ``task_form = 'provider'``) and read back through the provider's adapter
+  (``Provider.task_from_raw``), so a rerun hands back the same ``Task`` without a request; a
+  task without ``raw`` (built by hand) is kept in its cattrs form (``'omnivid'``).
 
 Durability: the database runs in WAL mode with ``synchronous=NORMAL`` by default: a commit is
 in the WAL file (the OS page cache) when it returns, so it survives the process being killed
@@ -26,10 +29,15 @@ What must be durable at once is committed at once: the intent (before the POST),
 :meth:`Journal.write_many` in groups, one transaction per event-loop turn for all its jobs
 (:mod:`omnivid._group_commit`); each job still waits for its own record's commit.
 
-A terminal result (``record_finished``) and error notes are *lazy*: they join the next
-commit, or are committed after ``lazy_limit`` of them or at ``flush()``/``close()``. Losing
-one to a crash costs nothing but a poll: the entry still says ``submitted`` with its task id,
-so a rerun reads the result again.
+A terminal result (``record_finished``) and error notes are *lazy*: they are held in memory
+and join the next commit, or are committed after ``lazy_limit`` of them, at ``flush()`` or
+``close()``, or before any read. Losing one to a crash costs nothing but a poll: the entry
+still says ``submitted`` with its task id, so a rerun reads the result again.
+
+A commit executes each run of statements with the same SQL (a group's intents, its task ids,
+the pending results) with one ``executemany``. When a run changes fewer rows than it has
+statements (a key taken by another job: ``new=True``), the transaction is rolled back and
+replayed statement by statement, to tell which ones changed nothing.
 
 What is never stored: the API key or any header. The request is stored as given by the caller
 (``VideoRequest.to_dict()``, as canonical JSON).
@@ -37,12 +45,13 @@ What is never stored: the API key or any header. The request is stored as given 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -59,7 +68,7 @@ Statement = tuple[str, tuple[Any, ...]]
 """One SQL statement and its parameters, as :meth:`Journal.write_many` takes them."""
 TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = "2"  # 2: task_form (version 1 journals are migrated on opening)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     key         TEXT PRIMARY KEY,
@@ -74,6 +83,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     status      TEXT,
     cost        REAL,
     task        TEXT,
+    task_form   TEXT,
     error       TEXT,
     downloads   TEXT NOT NULL DEFAULT '[]',
     run         TEXT,
@@ -84,14 +94,23 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _COLUMNS = (
     "key, fingerprint, provider, model, request, state, task_id, task_ids, attempts, status, "
-    "cost, task, error, downloads, run, created_at, updated_at"
+    "cost, task, task_form, error, downloads, run, created_at, updated_at"
 )
+_MIGRATIONS = {
+    "1": "ALTER TABLE jobs ADD COLUMN task_form TEXT; "
+    "UPDATE jobs SET task_form = 'omnivid' WHERE task IS NOT NULL; "
+    "UPDATE meta SET value = '2' WHERE name = 'schema';",
+}
+TaskForm = Literal["provider", "omnivid"]
 
 
 @frozen(kw_only=True)
 class JournalEntry:
-    """One job as the journal knows it. ``request`` and ``task`` are JSON-ready dicts
-    (``VideoRequest.to_dict()``, the cattrs form of ``Task``); times are unix seconds."""
+    """One job as the journal knows it; times are unix seconds.
+
+    ``request`` is ``VideoRequest.to_dict()``; ``task`` is the finished task's JSON in the form
+    ``task_form`` says: ``'provider'``, the provider's own (``Task.raw``), or ``'omnivid'``,
+    the cattrs form of ``Task``. :meth:`to_task` reads either."""
 
     key: str
     fingerprint: str
@@ -105,6 +124,7 @@ class JournalEntry:
     status: str | None
     cost: float | None
     task: Mapping[str, Any] | None
+    task_form: TaskForm | None
     error: str | None
     downloads: tuple[Path, ...]
     run: str | None
@@ -126,8 +146,17 @@ class JournalEntry:
         return VideoRequest.from_dict(self.request)
 
     def to_task(self) -> Task | None:
-        """The recorded task as a ``Task`` (None before it finished)."""
-        return converter.structure(dict(self.task), Task) if self.task is not None else None
+        """The recorded task as a ``Task`` (None before it finished).
+
+        A task kept in the provider's form is parsed again by that provider's adapter, which
+        must be registered (``ConfigurationError`` if not)."""
+        if self.task is None:
+            return None
+        if self.task_form == "provider":
+            from .providers import get_provider  # (the adapters import the models, not this)
+
+            return get_provider(self.provider).task_from_raw(self.task, model=self.model)
+        return converter.structure(dict(self.task), Task)
 
 
 class Journal:
@@ -142,7 +171,7 @@ class Journal:
         self.path = path
         self.lazy_limit = lazy_limit
         self._lock = threading.Lock()
-        self._lazy = 0  # lazy writes in the open transaction
+        self._lazy: list[Statement] = []  # lazy writes, committed with the next commit
 
     @classmethod
     def open(
@@ -169,6 +198,8 @@ class Journal:
             row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+            elif row[0] in _MIGRATIONS:
+                db.executescript(f"BEGIN; {_MIGRATIONS[row[0]]} COMMIT;")
             elif row[0] != _SCHEMA_VERSION:
                 raise ConfigurationError(
                     f"the journal {target} has schema version {row[0]}; this omnivid reads "
@@ -329,22 +360,20 @@ class Journal:
         )
 
     def record_finished(self, key: str | int, task: Task, *, cost: float) -> None:
-        """Record a terminal task: its status, JSON, cost and error (lazy, see module)."""
+        """Record a terminal task: its status, JSON, cost and error (lazy, see module).
+
+        The JSON kept is ``task.raw``, the provider's (read back by its adapter), or the
+        task's cattrs form when it has no ``raw``."""
         state = task.status.value if task.is_terminal else "submitted"
         error = f"{task.error.code}: {task.error.message}" if task.error else None
+        if task.raw:
+            form, blob = "provider", _dumps(task.raw)
+        else:
+            form, blob = "omnivid", _dumps(converter.unstructure(task))
         self._write_lazy(
-            "UPDATE jobs SET state = ?, task_id = ?, status = ?, cost = ?, task = ?, error = ?, "
-            "updated_at = ? WHERE key = ?",
-            (
-                state,
-                task.id,
-                task.status.value,
-                cost,
-                _dumps(converter.unstructure(task)),
-                error,
-                time.time(),
-                str(key),
-            ),
+            "UPDATE jobs SET state = ?, task_id = ?, status = ?, cost = ?, task = ?, "
+            "task_form = ?, error = ?, updated_at = ? WHERE key = ?",
+            (state, task.id, task.status.value, cost, blob, form, error, time.time(), str(key)),
         )
 
     def record_error(self, key: str | int, message: str) -> None:
@@ -400,6 +429,7 @@ class Journal:
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         with self._lock:
+            self._commit_lazy()  # a read sees every write made before it
             return self._connection().execute(sql, params)
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> bool:
@@ -407,50 +437,66 @@ class Journal:
         return self.write_many([(sql, params)])[0]
 
     def write_many(self, statements: Sequence[Statement]) -> list[bool]:
-        """Execute ``statements`` in order and commit them, with any pending lazy writes, in
+        """Execute ``statements`` in order and commit them, after any pending lazy writes, in
         one transaction; for each, whether it changed a row.
 
         On an error nothing of the transaction is kept (the lazy writes included: they only
         cost a poll on a rerun) and the error is raised.
         """
         with self._lock:
-            db = self._connection()
-            if len(statements) == 1 and not self._lazy:
-                # autocommit mode (isolation_level=None): one statement is one transaction
-                sql, params = statements[0]
-                return [db.execute(sql, params).rowcount > 0]
-            if not self._lazy:
-                db.execute("BEGIN")
-            try:
-                changed = [db.execute(sql, params).rowcount > 0 for sql, params in statements]
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            finally:
-                self._lazy = 0
-            return changed
+            return self._commit(statements)
 
     def _write_lazy(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Execute in the open transaction; committed with the next commit."""
+        """Hold a write for the next commit (see the module docstring)."""
         with self._lock:
-            db = self._connection()
-            if not self._lazy:
-                db.execute("BEGIN")
-            db.execute(sql, params)
-            self._lazy += 1
-            if self._lazy >= self.lazy_limit:
-                self._commit_lazy()
+            self._connection()
+            self._lazy.append((sql, params))
+            if len(self._lazy) >= self.lazy_limit:
+                self._commit(())
 
     def _commit_lazy(self) -> None:
         if self._lazy and self._db is not None:
-            self._db.execute("COMMIT")
-            self._lazy = 0
+            self._commit(())
+
+    def _commit(self, statements: Sequence[Statement]) -> list[bool]:
+        """Commit the lazy writes and ``statements`` (under the lock)."""
+        db = self._connection()
+        lazy, self._lazy = self._lazy, []
+        todo = [*lazy, *statements] if lazy else statements
+        if len(todo) == 1:  # autocommit mode (isolation_level=None): one transaction
+            sql, params = todo[0]
+            return [db.execute(sql, params).rowcount > 0]
+        try:
+            db.execute("BEGIN")
+            changed = _execute_runs(db, todo)
+            if changed is None:  # a statement changed nothing: replay one by one to see which
+                db.execute("ROLLBACK")
+                db.execute("BEGIN")
+                changed = [db.execute(sql, params).rowcount > 0 for sql, params in todo]
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return changed[len(lazy) :]
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _execute_runs(db: sqlite3.Connection, statements: Sequence[Statement]) -> list[bool] | None:
+    """Execute each run of statements sharing their SQL with one ``executemany``; None as
+    soon as a run changes fewer rows than it has statements."""
+    for sql, run in itertools.groupby(statements, key=lambda statement: statement[0]):
+        params = [p for _, p in run]
+        if len(params) == 1:
+            changed = db.execute(sql, params[0]).rowcount
+        else:
+            changed = db.executemany(sql, params).rowcount
+        if changed != len(params):
+            return None
+    return [True] * len(statements)
+
+
+_dumps: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""Compact JSON; one encoder, not one per call as ``json.dumps`` with options builds."""
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:
@@ -467,6 +513,7 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
         status,
         cost,
         task,
+        task_form,
         error,
         downloads,
         run,
@@ -486,6 +533,7 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
         status=status,
         cost=cost,
         task=json.loads(task) if task else None,
+        task_form=task_form,
         error=error,
         downloads=tuple(Path(p) for p in json.loads(downloads)),
         run=run,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -95,11 +95,11 @@ class VideoRequest:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form, omitting unset fields (the form used in journals and JSONL)."""
         out: dict[str, Any] = {}
-        for a in attrs.fields(VideoRequest):
-            value = getattr(self, a.name)
-            if value is None or value == () or (a.name == "extra" and not value):
+        for name in _REQUEST_FIELDS:
+            value = getattr(self, name)
+            if value is None or value == () or (name == "extra" and not value):
                 continue
-            out[a.name] = list(value) if isinstance(value, tuple) else value
+            out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
     @classmethod
@@ -141,12 +141,18 @@ class VideoRequest:
         return self.fingerprint(), text
 
 
+_REQUEST_FIELDS = tuple(a.name for a in attrs.fields(VideoRequest))
+
+
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _canonical(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_canonical: Callable[[Mapping[str, Any]], str] = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False
+).encode
+"""Canonical JSON (sorted keys, no spaces); one encoder, not one per call as ``json.dumps``
+with options builds."""
 
 
 @frozen

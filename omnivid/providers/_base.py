@@ -122,6 +122,13 @@ class Provider(abc.ABC):
         """A task from a task-status response (or a callback body); ``model`` fills in the
         model when the body does not name it (the caller knows what it submitted)."""
 
+    def task_from_raw(self, raw: Any, *, model: str | None = None) -> Task:
+        """The task again from its ``Task.raw`` (what a journal keeps of a finished task).
+
+        The default suits adapters whose ``raw`` is the whole task-status body; an adapter that
+        keeps part of the body (APIMart keeps ``data``) wraps it back."""
+        return self.parse_task(raw, model=model)
+
     def classify_failure(self, task: Task) -> FailureKind:
         """Whether a failed task is worth resubmitting: transient, permanent or unknown."""
         if task.status is TaskStatus.CANCELLED:

@@ -240,5 +240,8 @@ class APIMart(Provider):
             raw=data["data"],
         )
 
+    def task_from_raw(self, raw: Any, *, model: str | None = None) -> Task:
+        return self.parse_task({"code": 200, "data": raw}, model=model)
+
 
 register(APIMart())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,9 @@ import pytest
 
 from omnivid import Journal, Task, TaskError, TaskStatus, Video, VideoRequest
 from omnivid.errors import ConfigurationError
+from omnivid.providers import get_provider
+
+SEEDS = Path(__file__).parents[1] / "fixtures" / "seeds"
 
 REQUEST = VideoRequest(model="Omni-Flash-Ext", prompt="a fox", duration=6)
 
@@ -137,3 +141,82 @@ def test_bad_durability(journal_path: Path) -> None:
     """durability must be 'normal' or 'full'."""
     with pytest.raises(ConfigurationError, match="durability"):
         Journal.open(journal_path, durability="sometimes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("provider", "seed", "model"),
+    [
+        ("apimart", "apimart_ext_task_completed.json", "Omni-Flash-Ext"),
+        ("apimart", "apimart_gemini_task_completed.json", "gemini-omni-flash-preview"),
+        ("evolink", "evolink_task_completed.json", "gemini-omni-flash-reference-to-video"),
+        ("evolink", "evolink_task_failed.json", "gemini-omni-flash-reference-to-video"),
+    ],
+)
+def test_a_provider_task_is_kept_as_sent_and_read_back_whole(
+    journal: Journal, provider: str, seed: str, model: str
+) -> None:
+    """A finished task keeps the provider's JSON; a reader gets the same Task back."""
+    task = get_provider(provider).parse_task(json.loads((SEEDS / seed).read_text()), model=model)
+    request = VideoRequest(model=model, prompt="a fox")
+    journal.record_intent("a", request, provider=provider)
+    journal.record_finished("a", task, cost=0.25)
+    journal.close()
+    with Journal.open(journal.path) as again:
+        entry = again.get("a")
+        assert entry is not None and entry.task_form == "provider" and entry.task == task.raw
+        back = entry.to_task()
+    assert back == task and back is not None
+    assert (back.videos, back.error, back.cost) == (task.videos, task.error, task.cost)
+
+
+def test_a_task_without_raw_is_kept_in_its_own_form(journal: Journal) -> None:
+    """A task built by hand (no provider JSON) is stored in its cattrs form."""
+    journal.record_intent("a", REQUEST, provider="apimart")
+    done = _task(TaskStatus.COMPLETED, cost=0.4)
+    journal.record_finished("a", done, cost=0.4)
+    entry = journal.get("a")
+    assert entry is not None and entry.task_form == "omnivid" and entry.to_task() == done
+
+
+def test_a_read_sees_the_lazy_writes_before_it(journal: Journal) -> None:
+    """A lazy record is committed before a read, so every reader sees it."""
+    journal.record_intent("a", REQUEST, provider="apimart")
+    journal.record_finished("a", _task(TaskStatus.COMPLETED), cost=0.1)
+    entry = journal.get("a")
+    assert entry is not None and entry.state == "completed"
+    db = sqlite3.connect(journal.path)
+    try:
+        assert db.execute("SELECT state FROM jobs WHERE key = 'a'").fetchone() == ("completed",)
+    finally:
+        db.close()
+
+
+def test_write_many_tells_which_statement_changed_nothing(journal: Journal) -> None:
+    """In one commit, a new intent for a key already taken is reported, the others written."""
+
+    def intent(key: str) -> tuple[str, tuple[object, ...]]:
+        return journal.intent_statement(key, REQUEST, provider="apimart", new=True)
+
+    assert journal.write_many([intent("a"), intent("a"), intent("b")]) == [True, False, True]
+    assert journal.keys() == {"a", "b"}
+
+
+def test_a_version_1_journal_is_migrated(journal_path: Path) -> None:
+    """A journal of schema 1 (tasks in cattrs form) opens, and its tasks still read back."""
+    done = _task(TaskStatus.COMPLETED, cost=0.4)
+    with Journal.open(journal_path) as j:
+        j.record_intent("a", REQUEST, provider="apimart")
+        j.record_finished("a", done, cost=0.4)
+    db = sqlite3.connect(journal_path)  # back to what schema 1 wrote
+    db.execute("ALTER TABLE jobs DROP COLUMN task_form")
+    db.execute("UPDATE meta SET value = '1' WHERE name = 'schema'")
+    db.commit()
+    db.close()
+    with Journal.open(journal_path) as j:
+        entry = j.get("a")
+        assert entry is not None and entry.task_form == "omnivid" and entry.to_task() == done
+    db = sqlite3.connect(journal_path)
+    try:
+        assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("2",)
+    finally:
+        db.close()
