@@ -465,20 +465,27 @@ class Journal:
         todo = [*lazy, *statements] if lazy else statements
         if len(todo) == 1:  # autocommit mode (isolation_level=None): one transaction
             sql, params = todo[0]
-            return [db.execute(sql, params).rowcount > 0]
-        try:
-            db.execute("BEGIN")
-            changed = _execute_runs(db, todo)
-            if changed is None:  # a statement changed nothing: replay one by one to see which
-                db.execute("ROLLBACK")
-                db.execute("BEGIN")
-                changed = [db.execute(sql, params).rowcount > 0 for sql, params in todo]
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            changed = [db.execute(sql, params).rowcount > 0]
+        else:
+            changed = _transaction(db, todo)
         return changed[len(lazy) :]
+
+
+def _transaction(db: sqlite3.Connection, statements: Sequence[Statement]) -> list[bool]:
+    """Execute ``statements`` in one transaction; for each, whether it changed a row."""
+    try:
+        db.execute("BEGIN")
+        changed = _execute_runs(db, statements)
+        if changed is None:  # a statement changed nothing: replay one by one to see which
+            db.execute("ROLLBACK")
+            db.execute("BEGIN")
+            changed = [db.execute(sql, params).rowcount > 0 for sql, params in statements]
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return changed
 
 
 def _execute_runs(db: sqlite3.Connection, statements: Sequence[Statement]) -> list[bool] | None:

@@ -107,7 +107,7 @@ class VideoRequest:
         """Build from the plain form; unknown keys are a ``ValidationError`` naming them."""
         from .errors import ValidationError
 
-        names = {a.name for a in attrs.fields(VideoRequest)}
+        names = set(_REQUEST_FIELDS)
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValidationError(

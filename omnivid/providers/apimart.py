@@ -241,7 +241,7 @@ class APIMart(Provider):
         )
 
     def task_from_raw(self, raw: Any, *, model: str | None = None) -> Task:
-        return self.parse_task({"code": 200, "data": raw}, model=model)
+        return self.parse_task({"data": raw}, model=model)
 
 
 register(APIMart())
