@@ -6,9 +6,9 @@ the scheduler's per-job overhead low, and its ``capacity`` can change while task
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import deque
-
-import anyio
 
 __all__ = ["Limiter"]
 
@@ -23,7 +23,8 @@ class Limiter:
             raise ValueError(f"capacity={capacity}: must be 1 or more")
         self._capacity = capacity
         self.used = 0
-        self._waiters: deque[anyio.Event] = deque()
+        # bare futures: the cheapest wait on asyncio (omnivid's only backend, as aiohttp's)
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     def __repr__(self) -> str:
         return f"<Limiter {self.used}/{self._capacity} waiting={len(self._waiters)}>"
@@ -57,15 +58,16 @@ class Limiter:
         """Take a unit, waiting for one if none is free."""
         if self.try_acquire():
             return
-        event = anyio.Event()
-        self._waiters.append(event)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
         try:
-            await event.wait()
+            await waiter
         except BaseException:
-            if event.is_set():
+            if waiter.done() and not waiter.cancelled():
                 self.release()  # granted while being cancelled: hand the unit on
             else:
-                self._waiters.remove(event)
+                with contextlib.suppress(ValueError):  # _grant may have dropped it already
+                    self._waiters.remove(waiter)
             raise
 
     def release(self) -> None:
@@ -76,6 +78,10 @@ class Limiter:
         self._grant()
 
     def _grant(self) -> None:
-        while self._waiters and self.used < self._capacity:
+        waiters = self._waiters
+        while waiters and self.used < self._capacity:
+            waiter = waiters.popleft()
+            if waiter.done():  # cancelled while waiting
+                continue
             self.used += 1
-            self._waiters.popleft().set()
+            waiter.set_result(None)

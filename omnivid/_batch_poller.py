@@ -8,11 +8,14 @@ schedule, nothing scanned. ``RELEASE`` entries carry no job (a slot to give back
 
 :class:`Workers` runs job steps: an idle worker takes the next step, else a new worker task is
 started; at most ``max_parked`` idle workers wait for work, the others end. Waiting tasks
-therefore cost a heap entry, not a coroutine each.
+therefore cost a heap entry, not a coroutine each. A batch holds about as many workers as it
+has steps running at once (``max_in_flight``), so with the default ``max_parked`` a new job's
+submit almost always goes to an idle worker instead of a new task.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import math
@@ -84,30 +87,36 @@ class Workers:
         task_group: anyio.abc.TaskGroup,
         run_step: Callable[[Step, Job], Awaitable[None]],
         *,
-        max_parked: int = 16,
+        max_parked: int = 256,
     ) -> None:
         self._tg = task_group
         self._run_step = run_step
         self._max_parked = max_parked
         self._ready: deque[tuple[Step, Job]] = deque()
-        self._parked: list[anyio.Event] = []
+        self._parked: list[asyncio.Future[None]] = []
 
     def dispatch(self, step: Step, job: Job) -> None:
         """Run ``step(job)`` soon, in an idle worker if there is one."""
         self._ready.append((step, job))
-        if self._parked:
-            self._parked.pop().set()
-        else:
-            self._tg.start_soon(self._worker)
+        parked = self._parked
+        while parked:
+            wake = parked.pop()
+            if not wake.done():  # (a cancelled worker's future is done)
+                wake.set_result(None)
+                return
+        self._tg.start_soon(self._worker)
 
     async def _worker(self) -> None:
         ready, parked = self._ready, self._parked
+        loop = asyncio.get_running_loop()
         while True:
             while ready:
                 step, job = ready.popleft()
                 await self._run_step(step, job)
             if len(parked) >= self._max_parked:
                 return  # enough idle workers already
-            wake = anyio.Event()
+            # a bare future is the cheapest way to park (an anyio.Event wraps an asyncio.Event,
+            # which wraps futures); cancelling the task group cancels the await as usual
+            wake = loop.create_future()
             parked.append(wake)
-            await wake.wait()
+            await wake

@@ -14,6 +14,7 @@ import aiohttp
 import anyio
 import anyio.abc
 
+from . import _clock
 from ._batch import Batch, MapRun
 from ._batch_job import BatchOptions
 from ._batch_policy import DEFAULT_RESUBMIT, ResubmitPolicy
@@ -210,7 +211,7 @@ class AsyncClient:
                 ambiguous = not isinstance(exc, APIError)
                 self.callbacks.submit_failed(token, ambiguous=ambiguous)
             raise
-        self._submitted_at[task.id] = anyio.current_time()
+        self._submitted_at[task.id] = _clock.now()
         if len(self._submitted_at) > _SUBMITTED_KEEP:
             self._submitted_at.popitem(last=False)
         if token is not None and self.callbacks is not None:

@@ -53,6 +53,8 @@ from collections.abc import Callable
 
 import anyio
 
+from . import _clock
+
 __all__ = ["AccountGate", "RateLimitListener"]
 
 RateLimitListener = Callable[[float, "float | None"], None]
@@ -133,16 +135,16 @@ class AccountGate:
         if value is not None and not value > 0:
             raise ValueError(f"rate={value!r}: must be a positive number of requests/s or None")
         self._rate = value
-        self._next_slot = min(self._next_slot, anyio.current_time()) if value else 0.0
+        self._next_slot = min(self._next_slot, _clock.now()) if value else 0.0
 
     @property
     def closed_until(self) -> float:
-        """``anyio.current_time()`` value until which no request may be sent."""
+        """``_clock.now()`` value until which no request may be sent."""
         return self._closed_until
 
     def observed_rate(self, now: float | None = None) -> float:
         """Requests sent per second over the last second."""
-        now = anyio.current_time() if now is None else now
+        now = _clock.now() if now is None else now
         self._trim(now)
         if not self._sends:
             return 0.0
@@ -163,7 +165,7 @@ class AccountGate:
     def acquire_nowait(self) -> bool:
         """Take a send slot if one is free now (no cooldown, no rate wait): True when taken;
         False, taking nothing, when :meth:`acquire` would wait."""
-        now = anyio.current_time()
+        now = _clock.now()
         if now < self._closed_until:
             return False
         rate = self._rate
@@ -177,7 +179,7 @@ class AccountGate:
     async def acquire(self) -> None:
         """Wait until a request may be sent: after any cooldown and the next rate slot."""
         while True:
-            now = anyio.current_time()
+            now = _clock.now()
             if now < self._closed_until:
                 await anyio.sleep(self._closed_until - now)
                 continue
@@ -190,9 +192,9 @@ class AccountGate:
                     rebook = self._rebook
                     with anyio.move_on_after(slot - now):
                         await rebook.wait()
-                    if rebook.is_set() or anyio.current_time() < self._closed_until:
+                    if rebook.is_set() or _clock.now() < self._closed_until:
                         continue  # a 429 voided the booking (made at the old rate): re-book
-                    now = anyio.current_time()
+                    now = _clock.now()
             self._record_send(now)
             return
 
@@ -207,7 +209,7 @@ class AccountGate:
 
         Returns the pause in seconds.
         """
-        now = anyio.current_time()
+        now = _clock.now()
         self.rate_limited += 1
         sent = _sent_at.get()
         new_storm = sent is None or sent >= self._last_cut
@@ -242,7 +244,7 @@ class AccountGate:
             self._streak = 0
         self._oks += 1
         rate = self._rate
-        if self.adaptive and rate and anyio.current_time() - self._last_wait < _BINDING:
+        if self.adaptive and rate and _clock.now() - self._last_wait < _BINDING:
             rate += self._slope / max(rate, 1.0)
             self._rate = min(rate, self.max_rate) if self.max_rate else rate
 

@@ -13,7 +13,7 @@ One :class:`Engine` runs one batch inside a task group:
   ``client.poll.next_delay`` (server hint for the first poll, progress-based re-estimates
   after, jitter, caps); ``client.nudge(task_id)`` (a callback arrived) moves a task's next
   poll to now. A poll due at once (e.g. right after a submit) runs in the same worker.
-* **workers** run job steps (submit, poll). They are reused (at most 16 idle ones are
+* **workers** run job steps (submit, poll). They are reused (at most 256 idle ones are
   kept), because spawning a task per step would cost more than most steps.
 * every request goes through the client's transport, hence through the account's
   :class:`~omnivid._limits.AccountGate` (shared 429 cooldown, adaptive rate limit).
@@ -41,7 +41,6 @@ journal, so a rerun resumes them.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
@@ -63,6 +62,7 @@ import anyio
 import anyio.abc
 from attrs import evolve
 
+from . import _clock
 from ._batch_budget import Budget
 from ._batch_events import EventHub
 from ._batch_job import BatchOptions, Job
@@ -96,10 +96,7 @@ __all__ = ["BatchOptions", "Engine", "Event", "Outcome"]
 log = logging.getLogger("omnivid")
 
 
-def _now() -> float:
-    """``anyio.current_time()`` without its backend lookup (omnivid runs on asyncio only, as
-    aiohttp does; anyio's asyncio backend reads this same clock)."""
-    return asyncio.get_running_loop().time()
+_now = _clock.now
 
 
 _MAX_REQUEUES = 20

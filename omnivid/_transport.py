@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator
@@ -70,6 +71,8 @@ class Timeouts:
 
 
 _NO_SCOPE = contextlib.nullcontext()  # a GET needs no shield (reusable, it holds nothing)
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
+"""A task id that ``quote(task_id, safe="")`` would leave as it is."""
 
 
 class _NotSent(TransportError):
@@ -99,6 +102,9 @@ class Transport:
         self.retry = retry
         self.gate = gate
         self.counters: Counter[str] = Counter()
+        # anyio.CancelScope() looks the backend up on every call; the backend's own class
+        # (the same object anyio would build) is taken once, here, inside the event loop
+        self._shield: type[anyio.CancelScope] = type(anyio.CancelScope())
 
     def __repr__(self) -> str:
         return f"<Transport {self.provider.name} {self.base_url}>"
@@ -108,7 +114,7 @@ class Transport:
         """Read a task, retrying transient failures."""
         if not isinstance(task_id, str) or not task_id.strip():
             raise ValidationError("task_id", task_id, "must be a non-empty string")
-        path = f"/v1/tasks/{quote(task_id, safe='')}"
+        path = "/v1/tasks/" + (task_id if _PLAIN_ID(task_id) else quote(task_id, safe=""))
 
         async def once() -> Task:
             self.counters["polls"] += 1
@@ -227,12 +233,12 @@ class Transport:
         if not self.gate.acquire_nowait():
             await self.gate.acquire()
         url = self.base_url + path
-        ctx: dict[str, Any] = {"provider": self.provider.name, "model": model, "task_id": task_id}
-        started = time.perf_counter()
+        debug = log.isEnabledFor(logging.DEBUG)
+        started = time.perf_counter() if debug else 0.0
         try:
             # a POST on the wire may create (and bill) a task: once sent, it is not cancelled
             # halfway, so its task id is learnt and recorded (bounded by ``timeouts``)
-            with anyio.CancelScope(shield=True) if method == "POST" else _NO_SCOPE:
+            with self._shield(shield=True) if method == "POST" else _NO_SCOPE:
                 async with self.session.request(
                     method, url, json=body, headers=self._auth, timeout=self._timeout
                 ) as resp:
@@ -242,32 +248,33 @@ class Transport:
         except aiohttp.ClientConnectorError as exc:
             raise _NotSent(
                 f"cannot connect to {self.provider.name}: {exc.strerror or type(exc).__name__}",
-                **ctx,
+                **self._context(model, task_id),
             ) from None
         except aiohttp.ConnectionTimeoutError:
             raise _NotSent(
                 f"timed out connecting to {self.provider.name}",
-                **ctx,
+                **self._context(model, task_id),
             ) from None
         except TimeoutError:
             raise TransportTimeoutError(
                 f"{method} {path} to {self.provider.name} timed out waiting for the answer",
-                **ctx,
+                **self._context(model, task_id),
             ) from None
         except aiohttp.ClientError as exc:
             raise TransportError(
                 f"{method} {path} to {self.provider.name} failed: {type(exc).__name__}",
-                **ctx,
+                **self._context(model, task_id),
             ) from None
         request_id = headers.get("x-request-id")
-        log.debug(
-            "%s %s -> %d in %.1f ms (request id %s)",
-            method,
-            path,
-            status,
-            (time.perf_counter() - started) * 1000,
-            request_id,
-        )
+        if debug:
+            log.debug(
+                "%s %s -> %d in %.1f ms (request id %s)",
+                method,
+                path,
+                status,
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )
         if status != 429:
             self.gate.on_success()
             if status < 300:
@@ -284,6 +291,10 @@ class Transport:
         raise self.provider.error_from_response(
             status, text, retry_after=hint, request_id=request_id, model=model, task_id=task_id
         )
+
+    def _context(self, model: str | None, task_id: str | None) -> dict[str, Any]:
+        """An error's context: provider, model and task id."""
+        return {"provider": self.provider.name, "model": model, "task_id": task_id}
 
 
 async def _call(once: Callable[[], Awaitable[T]]) -> T:

@@ -109,6 +109,8 @@ def resolve_all(
 ) -> tuple[str, ...]:
     """``resolve_media`` for every entry of ``images`` (kind "image") or ``videos`` ("video"),
     naming each one ``images[i]`` / ``videos[i]`` in errors."""
+    if not values:
+        return values
     allowed = IMAGE_MIMES if kind == "image" else VIDEO_MIMES
     return tuple(
         resolve_media(

@@ -12,12 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import anyio
 import cattrs
 import pytest
 
 import omnivid
-from omnivid import errors
+from omnivid import _clock, errors
 from omnivid._limits import AccountGate
 from omnivid.providers import apimart, evolink
 from omnivid.providers._wire import read
@@ -127,7 +126,7 @@ def test_estimate_counts_a_long_cooldown_only_up_to_the_burst(
     min(p, 1) x 100 (the refilled bucket) + 100 per second of sending; the estimate is R
     whatever the pause (counting the whole pause read 3 s + 0.5 s as 150 / 3.5 = 43/s)."""
     clock = _Clock()
-    monkeypatch.setattr(anyio, "current_time", clock)
+    monkeypatch.setattr(_clock, "now", clock)
     gate = AccountGate(rate=500.0, settle=1.0)
     gate.on_rate_limited(pause)  # the first storm: the gate closes for `pause`
     clock.now += pause
@@ -142,7 +141,7 @@ def test_estimate_counts_a_long_cooldown_only_up_to_the_burst(
 def test_time_closed_is_counted_once_when_429s_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
     """Overlapping cooldowns (several 429s of one storm) count as the union of their spans."""
     clock = _Clock()
-    monkeypatch.setattr(anyio, "current_time", clock)
+    monkeypatch.setattr(_clock, "now", clock)
     gate = AccountGate(rate=500.0, settle=1.0, burst=0.0)
     gate.on_rate_limited(2.0)
     clock.now += 0.5

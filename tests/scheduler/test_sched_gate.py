@@ -7,11 +7,12 @@ import random
 import anyio
 import pytest
 
+from omnivid import _clock
 from omnivid._limits import AccountGate
 
 
 class Clock:
-    """A settable stand-in for anyio.current_time (the gate's sync methods read it)."""
+    """A settable stand-in for the loop clock (the gate's sync methods read it)."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -22,9 +23,9 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """Freeze anyio.current_time for the gate's synchronous bookkeeping."""
+    """Freeze the loop clock (omnivid._clock.now) for the gate's synchronous bookkeeping."""
     c = Clock()
-    monkeypatch.setattr(anyio, "current_time", c)
+    monkeypatch.setattr(_clock, "now", c)
     return c
 
 

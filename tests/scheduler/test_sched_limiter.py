@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 import pytest
 
@@ -52,6 +54,40 @@ async def test_a_cancelled_waiter_does_not_leak_a_unit() -> None:
     assert limiter.waiting == 0
     limiter.release()
     assert limiter.used == 0 and limiter.try_acquire()
+
+
+async def test_a_waiter_granted_then_cancelled_hands_its_unit_on() -> None:
+    """A waiter cancelled after release() granted it a unit passes that unit to the next."""
+    limiter = Limiter(1)
+    await limiter.acquire()
+    first = asyncio.ensure_future(limiter.acquire())
+    second = asyncio.ensure_future(limiter.acquire())
+    await anyio.lowlevel.checkpoint()
+    limiter.release()  # granted to the first waiter...
+    first.cancel()  # ...which is cancelled before it runs
+    with anyio.fail_after(1):
+        await second
+    assert first.cancelled() and limiter.used == 1 and limiter.waiting == 0
+
+
+async def test_release_skips_a_waiter_cancelled_in_the_same_turn() -> None:
+    """A release right after a waiter's cancellation skips it and grants the next waiter."""
+    limiter = Limiter(1)
+    await limiter.acquire()
+    async with anyio.create_task_group() as tg:
+        first = anyio.CancelScope()
+
+        async def waiter(scope: anyio.CancelScope) -> None:
+            with scope:
+                await limiter.acquire()
+
+        tg.start_soon(waiter, first)
+        await anyio.lowlevel.checkpoint()
+        tg.start_soon(waiter, anyio.CancelScope())
+        await anyio.lowlevel.checkpoint()
+        first.cancel()  # its wait is cancelled; it has not run its clean-up yet
+        limiter.release()
+    assert limiter.used == 1 and limiter.waiting == 0
 
 
 def test_bad_capacity_and_over_release() -> None:

@@ -55,10 +55,15 @@ async def test_one_poller_for_all_tasks(sim: Simulator) -> None:
             await all_submitted.wait()
         await anyio.sleep(0.01)  # all 40 are now waiting for their first poll
         names = [t.get_name() for t in asyncio.all_tasks()]
+        workers = out._engine._workers
+        assert workers is not None
+        parked = len(workers._parked)
         await collect(out)
     assert sum("Schedule.run" in n for n in names) == 1
     ours = [n for n in names if "omnivid._batch" in n or "omnivid._scheduler" in n]
-    assert len(ours) <= 2 + 16  # the engine, the poller, idle workers: not 40 sleepers
+    idle = [n for n in ours if "Workers._worker" in n]
+    assert len(ours) - len(idle) == 2  # the engine and the poller; no sleeper per task
+    assert parked == len(idle)  # every worker is idle, waiting for work, not for a task
 
 
 async def test_nudge_polls_at_once(sim: Simulator) -> None:
