@@ -125,6 +125,29 @@ async def test_a_cancelled_leader_still_commits_its_group(
     assert _keys(journal_path) == {"leader": "intent", "follower": "intent"}
 
 
+async def test_a_cancelled_follower_is_committed_and_the_others_still_return(
+    journal: Journal, journal_path: Path
+) -> None:
+    """A writer cancelled while it waits keeps its record; the other writers still return."""
+    group = GroupCommit(journal)
+    returned: list[str] = []
+
+    async def write(key: str, scope: anyio.CancelScope) -> None:
+        with scope:
+            await group.write(_intent(journal, key))
+            returned.append(key)
+
+    async with anyio.create_task_group() as tg:
+        cancelled = anyio.CancelScope()
+        tg.start_soon(write, "leader", anyio.CancelScope())
+        tg.start_soon(write, "cancelled", cancelled)
+        tg.start_soon(write, "follower", anyio.CancelScope())
+        await anyio.lowlevel.checkpoint()  # all three have handed in their statements
+        cancelled.cancel()
+    assert sorted(returned) == ["follower", "leader"]
+    assert _keys(journal_path) == {k: "intent" for k in ("leader", "cancelled", "follower")}
+
+
 def test_write_many_commits_pending_lazy_writes_with_it(journal: Journal) -> None:
     """Lazy records join the group's transaction: nothing is left pending after it."""
     journal.record_intent("k0", gemini(0), provider="apimart")
