@@ -37,7 +37,7 @@ __all__ = ["MODEL", "ThroughputRun", "bodies", "requests", "run", "run_once"]
 MODEL = "gemini-omni-flash-preview"
 JOBS, QUICK_JOBS = 5_000, 150
 CONCURRENCY = 64
-ROUNDS, QUICK_ROUNDS = 5, 1
+ROUNDS, QUICK_ROUNDS = 7, 1
 
 
 def bodies(n: int) -> Iterator[dict[str, Any]]:
