@@ -98,6 +98,20 @@ def test_b5_compares_with_and_without_journal(tmp_path: Path) -> None:
     assert result["data"]["cost"] < 1
 
 
+def test_overhead_probe_runs_map_with_and_without_a_journal() -> None:
+    """The overhead probe's fake session serves map's submits and polls, journal or not."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.overhead", "--jobs", "40", "--rounds", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "map + journal:" in proc.stdout and "journal adds:" in proc.stdout
+
+
 def test_unknown_benchmark_is_refused() -> None:
     """``python -m benchmarks`` names the valid choices when given an unknown one."""
     proc = subprocess.run(
