@@ -44,7 +44,8 @@ class StormRun:
 
 
 async def _storms(sim: Simulator, done: anyio.Event, rng: random.Random) -> None:
-    """Every 150-250 submits, 80% of requests get a 429 until 3 did (or 50 ms passed)."""
+    """Every 150-250 submits, 80% of requests get a 429 until 3 did (or 250 ms passed: the
+    client sends nothing during the 50 ms cooldown a 429 starts, so a storm spans cooldowns)."""
     next_at = rng.randint(150, 250)
     while not done.is_set():
         await anyio.sleep(0.002)
@@ -53,7 +54,7 @@ async def _storms(sim: Simulator, done: anyio.Event, rng: random.Random) -> None
         next_at += rng.randint(150, 250)
         target = sim.stats.rate_limited + 3
         sim.configure(rate_limit_rate=0.8)
-        for _ in range(50):
+        for _ in range(250):
             if sim.stats.rate_limited >= target:
                 break
             await anyio.sleep(0.001)
