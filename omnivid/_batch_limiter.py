@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 from collections import deque
 
+from ._waiters import waiter, wake
+
 __all__ = ["Limiter"]
 
 
@@ -23,8 +25,7 @@ class Limiter:
             raise ValueError(f"capacity={capacity}: must be 1 or more")
         self._capacity = capacity
         self.used = 0
-        # bare futures: the cheapest wait on asyncio (omnivid's only backend, as aiohttp's)
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()  # see omnivid._waiters
 
     def __repr__(self) -> str:
         return f"<Limiter {self.used}/{self._capacity} waiting={len(self._waiters)}>"
@@ -58,16 +59,16 @@ class Limiter:
         """Take a unit, waiting for one if none is free."""
         if self.try_acquire():
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        granted = waiter()
+        self._waiters.append(granted)
         try:
-            await waiter
+            await granted
         except BaseException:
-            if waiter.done() and not waiter.cancelled():
+            if granted.done() and not granted.cancelled():
                 self.release()  # granted while being cancelled: hand the unit on
             else:
                 with contextlib.suppress(ValueError):  # _grant may have dropped it already
-                    self._waiters.remove(waiter)
+                    self._waiters.remove(granted)
             raise
 
     def release(self) -> None:
@@ -80,8 +81,5 @@ class Limiter:
     def _grant(self) -> None:
         waiters = self._waiters
         while waiters and self.used < self._capacity:
-            waiter = waiters.popleft()
-            if waiter.done():  # cancelled while waiting
-                continue
-            self.used += 1
-            waiter.set_result(None)
+            if wake(waiters.popleft()):  # (a waiter cancelled meanwhile is skipped)
+                self.used += 1

@@ -27,6 +27,7 @@ import anyio
 import anyio.abc
 
 from ._batch_job import Job
+from ._waiters import waiter, wake
 
 __all__ = ["POLL", "RELEASE", "SUBMIT", "Schedule", "Step", "Workers"]
 
@@ -100,23 +101,18 @@ class Workers:
         self._ready.append((step, job))
         parked = self._parked
         while parked:
-            wake = parked.pop()
-            if not wake.done():  # (a cancelled worker's future is done)
-                wake.set_result(None)
+            if wake(parked.pop()):  # (a cancelled worker is skipped)
                 return
         self._tg.start_soon(self._worker)
 
     async def _worker(self) -> None:
         ready, parked = self._ready, self._parked
-        loop = asyncio.get_running_loop()
         while True:
             while ready:
                 step, job = ready.popleft()
                 await self._run_step(step, job)
             if len(parked) >= self._max_parked:
                 return  # enough idle workers already
-            # a bare future is the cheapest way to park (an anyio.Event wraps an asyncio.Event,
-            # which wraps futures); cancelling the task group cancels the await as usual
-            wake = loop.create_future()
-            parked.append(wake)
-            await wake
+            woken = waiter()  # cancelling the task group cancels this await as usual
+            parked.append(woken)
+            await woken

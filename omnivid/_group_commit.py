@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 
 from ._journal import Journal, Statement
+from ._waiters import waiter, wake
 
 __all__ = ["GroupCommit"]
 
@@ -41,10 +42,7 @@ class _Group:
         self.statements: list[Statement] = []
         self.changed: list[bool] = []
         self.error: BaseException | None = None
-        # one bare future per waiting writer: the cheapest wait on asyncio (omnivid's only
-        # backend, as aiohttp's); one shared future would not do, as cancelling one waiter
-        # cancels the future it awaits
-        self.waiters: list[asyncio.Future[None]] = []
+        self.waiters: list[asyncio.Future[None]] = []  # one per waiting writer (_waiters)
 
     def result(self, index: int) -> bool:
         """Whether statement ``index`` changed a row; raises the group's commit error."""
@@ -79,9 +77,9 @@ class GroupCommit:
             return group.result(0)
         index = len(group.statements)
         group.statements.append(statement)
-        waiter = asyncio.get_running_loop().create_future()
-        group.waiters.append(waiter)
-        await waiter
+        committed = waiter()
+        group.waiters.append(committed)
+        await committed
         return group.result(index)
 
     def _commit(self, group: _Group) -> None:
@@ -93,6 +91,5 @@ class GroupCommit:
             self.commits += 1
             self.statements += len(group.statements)
         finally:
-            for waiter in group.waiters:
-                if not waiter.done():  # (a cancelled writer's future is done)
-                    waiter.set_result(None)
+            for committed in group.waiters:
+                wake(committed)  # (a cancelled writer is skipped: its record is kept anyway)

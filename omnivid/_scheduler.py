@@ -96,9 +96,6 @@ __all__ = ["BatchOptions", "Engine", "Event", "Outcome"]
 log = logging.getLogger("omnivid")
 
 
-_now = _clock.now
-
-
 _MAX_REQUEUES = 20
 _MAX_POLL_FAILURES = 30
 _END = object()
@@ -300,7 +297,7 @@ class Engine:
                 f"requests[{index}]", item, "expected a VideoRequest or a (key, VideoRequest) pair"
             )
             return None
-        job = Job(next(self._serial), key, request, _now())
+        job = Job(next(self._serial), key, request, _clock.now())
         spec = self.provider.models.get(request.model)
         if spec is not None:
             job.typical = spec.typical_seconds
@@ -359,7 +356,7 @@ class Engine:
         # the task id is in memory before anything awaits (a cancelled batch reports it), and
         # in the journal before the job goes on (group-committed: see _group_commit)
         job.phase = "recording"
-        now = _now()
+        now = _clock.now()
         self.client._submitted_at.pop(task.id, None)  # (kept for `watch`; a batch has its own)
         if task.model is None:
             task = evolve(task, model=job.request.model)
@@ -394,7 +391,7 @@ class Engine:
             self.slots.release()
             self._end_not_submitted(job, exc)
             return
-        now = _now()
+        now = _clock.now()
         wait = self.client.retry.backoff_wait(min(job.requeues, 8), self._rng)
         due = max(now + wait, self.client.gate.closed_until)
         reason = "rate_limited" if isinstance(exc, RateLimitError) else "not_sent"
@@ -414,7 +411,7 @@ class Engine:
         # the provider may be running it: its slot stays taken for a typical task's duration
         hold = self.options.ambiguous_hold
         self._schedule.push_release(
-            _now() + (job.typical if hold is None else hold) * self.time_scale
+            _clock.now() + (job.typical if hold is None else hold) * self.time_scale
         )
         policy = self.options.resubmit
         tries = job.attempts + job.ambiguous_count
@@ -459,7 +456,7 @@ class Engine:
             due = not_before
         if job.deadline_at is not None and not job.zombie:
             due = min(due, job.deadline_at)
-        if inline and due <= _now():
+        if inline and due <= _clock.now():
             job.phase = "polling"
             return True
         job.phase = "waiting"
@@ -469,7 +466,7 @@ class Engine:
     def _resume(self, job: Job) -> None:
         """Poll a task id recorded by an earlier run (it holds a slot)."""
         task_id = job.task_ids[-1]
-        now = _now()
+        now = _clock.now()
         job.task = Task(id=task_id, provider=self.provider.name, model=job.request.model)
         job.submitted_at = now
         job.first_poll = False
@@ -492,7 +489,7 @@ class Engine:
     async def _poll_once(self, job: Job) -> bool:
         task = job.task
         assert task is not None
-        sent = _now()
+        sent = _clock.now()
         try:
             latest = await self.client.transport.get_task(task.id, model=job.request.model)
         except (TransportError, RateLimitError, ServerError, NotFoundError) as exc:
@@ -501,7 +498,7 @@ class Engine:
         except OmnividError as exc:
             self._end_poll_error(job, exc)
             return False
-        now = _now()
+        now = _clock.now()
         job.poll_failures = 0
         job.first_poll = False
         if latest.model is None:
@@ -530,7 +527,7 @@ class Engine:
         if job.poll_failures > limit:
             self._end_poll_error(job, exc)
             return
-        now = _now()
+        now = _clock.now()
         if job.deadline_at is not None and not job.zombie and now >= job.deadline_at:
             self._end_timeout(job)
             return
@@ -577,7 +574,7 @@ class Engine:
             )
             job.phase = "backoff"
             job.deadline_at = None
-            self._schedule.push(_now() + delay, SUBMIT, job)
+            self._schedule.push(_clock.now() + delay, SUBMIT, job)
             return
         self.slots.release()
         self._end_failed(job, task)
@@ -598,7 +595,7 @@ class Engine:
         if job is None:
             return False
         if job.phase == "waiting":
-            self._schedule.push(_now(), POLL, job)
+            self._schedule.push(_clock.now(), POLL, job)
         else:
             job.nudged = True
         return True
@@ -636,7 +633,7 @@ class Engine:
     def _end_timeout(self, job: Job) -> None:
         task = job.task
         assert task is not None and job.submitted_at is not None
-        waited = (_now() - job.submitted_at) / self.time_scale
+        waited = (_clock.now() - job.submitted_at) / self.time_scale
         error = TaskTimeoutError(
             f"task not finished {waited:.0f} s after its submit (deadline "
             f"{self.options.deadline} s); it is still running at the provider",
@@ -650,7 +647,7 @@ class Engine:
         # keep the slot and keep polling quietly until the provider ends it
         job.zombie = True
         self._by_task[task.id] = job
-        self._schedule_poll(job, _now())
+        self._schedule_poll(job, _clock.now())
 
     def _end_poll_error(self, job: Job, exc: OmnividError) -> None:
         task = job.task
@@ -688,7 +685,7 @@ class Engine:
     ) -> None:
         """Deliver the job's one outcome."""
         job.phase = "done"
-        job.completed_at = _now()
+        job.completed_at = _clock.now()
         self._live.pop(job.serial, None)
         self._journal.done(job)
         if kind not in ("completed", "skipped"):

@@ -94,6 +94,8 @@ class Checker:
 
     def merge_extra(self, body: dict[str, Any], request: VideoRequest) -> None:
         """Add ``request.extra`` to ``body``; it may not override a named field."""
+        if not request.extra:
+            return
         clash = sorted(set(request.extra) & set(body))
         if clash:
             name = clash[0]

@@ -87,12 +87,11 @@ def _url_or_urls(value: Any, _: Any) -> list[str] | str:
 _conv.register_structure_hook(list[str] | str, _url_or_urls)
 
 
-_GEMINI_RULES = Checker(NAME, GEMINI)
-_EXT_RULES = Checker(NAME, EXT)
+_RULES = {GEMINI: Checker(NAME, GEMINI), EXT: Checker(NAME, EXT)}  # built once per model
 
 
 def _check_gemini(request: VideoRequest, options: CheckOptions) -> None:
-    c = _GEMINI_RULES
+    c = _RULES[GEMINI]
     c.prompt(request, required=False)
     if not (request.prompt or "").strip() and not request.images and not request.videos:
         raise c.fail("prompt", request.prompt, f"{GEMINI} needs a prompt, images or a video")
@@ -107,7 +106,7 @@ def _check_gemini(request: VideoRequest, options: CheckOptions) -> None:
 
 
 def _check_ext(request: VideoRequest, options: CheckOptions) -> None:
-    c = _EXT_RULES
+    c = _RULES[EXT]
     c.prompt(request)
     c.forbid(request, "extend_from", "callback_url")
     c.choice("duration", request.duration, [4, 6, 8, 10])
@@ -202,8 +201,7 @@ class APIMart(Provider):
         body: dict[str, Any] = _conv.unstructure(wire)
         if isinstance(body.get("resolution"), str):
             body["resolution"] = body["resolution"].lower()
-        if request.extra:
-            Checker(NAME, model).merge_extra(body, request)
+        _RULES[model].merge_extra(body, request)
         return body
 
     def parse_submit(self, data: Any, request: VideoRequest) -> Task:

@@ -65,11 +65,11 @@ class _Task:
 _conv = make_converter({"images": "image_urls"})
 
 
-_R2V_RULES = Checker(NAME, R2V)
+_RULES = Checker(NAME, R2V)  # built once, not per request
 
 
 def _check_r2v(request: VideoRequest, options: CheckOptions) -> None:
-    c = _R2V_RULES
+    c = _RULES
     c.prompt(request)
     c.forbid(request, "videos", "resolution", "generation_type", "extend_from")
     c.count("images", request.images, range(1, 7), f"{R2V} takes 1 to 6 reference images")
@@ -120,8 +120,7 @@ class EvoLink(Provider):
         )
         wire = request if images == request.images else attrs.evolve(request, images=images)
         body: dict[str, Any] = _conv.unstructure(wire)
-        if request.extra:
-            Checker(NAME, request.model).merge_extra(body, request)
+        _RULES.merge_extra(body, request)
         return body
 
     def parse_submit(self, data: Any, request: VideoRequest) -> Task:
