@@ -1,4 +1,4 @@
-"""Group commit: the journal records of one event-loop turn share one transaction."""
+"""Group commit: the journal records of a few event-loop turns share one transaction."""
 
 from __future__ import annotations
 
@@ -47,6 +47,51 @@ async def test_writers_of_one_turn_share_one_transaction(
     assert (group.commits, group.statements) == (1, 10)
     assert results == {f"k{i}": True for i in range(10)}
     assert _keys(journal_path) == {f"k{i}": "intent" for i in range(10)}
+
+
+async def test_a_writer_arriving_turns_after_the_leader_joins_its_group(
+    journal: Journal, journal_path: Path
+) -> None:
+    """A writer that starts a few loop turns after the first one shares its transaction."""
+    group = GroupCommit(journal, turns=4)
+
+    async def late(key: str) -> None:
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        await group.write(_intent(journal, key))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(group.write, _intent(journal, "leader"))
+        tg.start_soon(late, "late")
+    assert (group.commits, group.statements) == (1, 2)
+    assert _keys(journal_path) == {"leader": "intent", "late": "intent"}
+
+
+async def test_a_group_closes_after_its_turns_while_writers_keep_coming(
+    journal: Journal,
+) -> None:
+    """Writers arriving on every turn are committed in groups of at most ``turns`` turns."""
+    group = GroupCommit(journal, turns=2)
+    returned: list[int] = []
+
+    async def write_at(turn: int) -> None:
+        for _ in range(turn):
+            await anyio.lowlevel.checkpoint()
+        await group.write(_intent(journal, f"k{turn}"))
+        returned.append(turn)
+
+    async with anyio.create_task_group() as tg:
+        for turn in range(12):
+            tg.start_soon(write_at, turn)
+    assert sorted(returned) == list(range(12))
+    assert group.statements == 12
+    assert 4 <= group.commits <= 6  # one per two or three turns, never one for all
+
+
+def test_a_group_must_stay_open_for_a_turn(journal: Journal) -> None:
+    """``turns=0`` is refused with the rule."""
+    with pytest.raises(ValueError, match="turns=0: a group stays open for at least one turn"):
+        GroupCommit(journal, turns=0)
 
 
 async def test_each_writer_learns_whether_its_own_row_changed(journal: Journal) -> None:
