@@ -55,7 +55,7 @@ class NoJournal:
     async def submitted(self, job: Job, task: Task) -> None:
         """Nothing to record."""
 
-    def finished(self, job: Job, task: Task) -> None:
+    def finished(self, job: Job, task: Task, body: str | None = None) -> None:
         """Nothing to record."""
 
     def note(self, job: Job, message: str) -> None:
@@ -170,10 +170,11 @@ class JournalLink(NoJournal):
             )
             await self._group.write(statement)
 
-    def finished(self, job: Job, task: Task) -> None:
-        """Commit a terminal task and what the job cost."""
+    def finished(self, job: Job, task: Task, body: str | None = None) -> None:
+        """Commit a terminal task and what the job cost (``body``: the response text the task
+        was read from, kept as it is)."""
         if job.jkey is not None:
-            self.journal.record_finished(job.jkey, task, cost=job.cost)
+            self.journal.record_finished(job.jkey, task, cost=job.cost, body=body)
 
     def note(self, job: Job, message: str) -> None:
         """Commit an error note (the state stays)."""

@@ -13,10 +13,13 @@ One row per job key. Its ``state`` moves::
 * ``submitted`` is committed **right after** the POST returns, with the task id (every task id
   a job ever had is kept in ``task_ids``): rerunning polls it, never resubmits it.
 * the terminal states record the task, its cost and error; downloads are added by the CLI
-  (:meth:`Journal.record_download`). The task is kept as the provider sent it (``Task.raw``,
-  ``task_form = 'provider'``) and read back through the provider's adapter
-  (``Provider.task_from_raw``), so a rerun hands back the same ``Task`` without a request; a
-  task without ``raw`` (built by hand) is kept in its cattrs form (``'omnivid'``).
+  (:meth:`Journal.record_download`). The task is kept as the provider sent it and read back
+  through the provider's adapter, so a rerun hands back the same ``Task`` without a request:
+  a batch keeps the text of the task-status response the task was read from, unchanged
+  (``task_form = 'body'``, read by ``Provider.parse_task``: no encoding on the batch's path);
+  a task from elsewhere keeps its ``Task.raw`` (``'provider'``, read by
+  ``Provider.task_from_raw``); a task without ``raw`` (built by hand) is kept in its cattrs
+  form (``'omnivid'``).
 
 Durability: the database runs in WAL mode with ``synchronous=NORMAL`` by default: a commit is
 in the WAL file (the OS page cache) when it returns, so it survives the process being killed
@@ -68,7 +71,7 @@ Statement = tuple[str, tuple[Any, ...]]
 """One SQL statement and its parameters, as :meth:`Journal.write_many` takes them."""
 TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
-_SCHEMA_VERSION = "2"  # 2: task_form (version 1 journals are migrated on opening)
+_SCHEMA_VERSION = "3"  # 2: task_form; 3: task_form 'body' (older journals are migrated)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     key         TEXT PRIMARY KEY,
@@ -99,9 +102,11 @@ _COLUMNS = (
 _MIGRATIONS = {
     "1": "ALTER TABLE jobs ADD COLUMN task_form TEXT; "
     "UPDATE jobs SET task_form = 'omnivid' WHERE task IS NOT NULL; "
-    "UPDATE meta SET value = '2' WHERE name = 'schema';",
+    "UPDATE meta SET value = '3' WHERE name = 'schema';",
+    # 3 adds a value of task_form, which an omnivid reading version 2 would misread
+    "2": "UPDATE meta SET value = '3' WHERE name = 'schema';",
 }
-TaskForm = Literal["provider", "omnivid"]
+TaskForm = Literal["body", "provider", "omnivid"]
 
 
 @frozen(kw_only=True)
@@ -109,8 +114,9 @@ class JournalEntry:
     """One job as the journal knows it; times are unix seconds.
 
     ``request`` is ``VideoRequest.to_dict()``; ``task`` is the finished task's JSON in the form
-    ``task_form`` says: ``'provider'``, the provider's own (``Task.raw``), or ``'omnivid'``,
-    the cattrs form of ``Task``. :meth:`to_task` reads either."""
+    ``task_form`` says: ``'body'``, the provider's whole task-status response; ``'provider'``,
+    the provider's task object (``Task.raw``); or ``'omnivid'``, the cattrs form of ``Task``.
+    :meth:`to_task` reads each."""
 
     key: str
     fingerprint: str
@@ -152,11 +158,14 @@ class JournalEntry:
         must be registered (``ConfigurationError`` if not)."""
         if self.task is None:
             return None
-        if self.task_form == "provider":
-            from .providers import get_provider  # (the adapters import the models, not this)
+        if self.task_form == "omnivid" or self.task_form is None:
+            return converter.structure(dict(self.task), Task)
+        from .providers import get_provider  # (the adapters import the models, not this)
 
-            return get_provider(self.provider).task_from_raw(self.task, model=self.model)
-        return converter.structure(dict(self.task), Task)
+        adapter = get_provider(self.provider)
+        if self.task_form == "body":
+            return adapter.parse_task(self.task, model=self.model)
+        return adapter.task_from_raw(self.task, model=self.model)
 
 
 class Journal:
@@ -359,14 +368,20 @@ class Journal:
             (task.id, ids, attempts, task.status.value, time.time(), str(key)),
         )
 
-    def record_finished(self, key: str | int, task: Task, *, cost: float) -> None:
+    def record_finished(
+        self, key: str | int, task: Task, *, cost: float, body: str | None = None
+    ) -> None:
         """Record a terminal task: its status, JSON, cost and error (lazy, see module).
 
-        The JSON kept is ``task.raw``, the provider's (read back by its adapter), or the
-        task's cattrs form when it has no ``raw``."""
+        ``body``: the text of the task-status response ``task`` was read from, kept as it is
+        (it must be JSON the provider's ``parse_task`` reads). Without it the JSON kept is
+        ``task.raw``, the provider's task object, or the task's cattrs form when it has no
+        ``raw``; each is read back by :meth:`JournalEntry.to_task`."""
         state = task.status.value if task.is_terminal else "submitted"
         error = f"{task.error.code}: {task.error.message}" if task.error else None
-        if task.raw:
+        if body is not None:
+            form, blob = "body", body
+        elif task.raw:
             form, blob = "provider", _dumps(task.raw)
         else:
             form, blob = "omnivid", _dumps(converter.unstructure(task))

@@ -491,7 +491,7 @@ class Engine:
         assert task is not None
         sent = _clock.now()
         try:
-            latest = await self.client.transport.get_task(task.id, model=job.request.model)
+            latest, body = await self.client.transport.read_task(task.id, model=job.request.model)
         except (TransportError, RateLimitError, ServerError, NotFoundError) as exc:
             self._poll_failed(job, exc)
             return False
@@ -510,7 +510,7 @@ class Engine:
             )
         job.task = latest
         if latest.is_terminal:
-            self._on_terminal(job, latest)
+            self._on_terminal(job, latest, body)
             return False
         if job.deadline_at is not None and now >= job.deadline_at and not job.zombie:
             self._end_timeout(job)
@@ -542,18 +542,19 @@ class Engine:
         job.phase = "waiting"
         self._schedule.push(due, POLL, job)
 
-    def _on_terminal(self, job: Job, task: Task) -> None:
+    def _on_terminal(self, job: Job, task: Task, body: str | None = None) -> None:
+        """A terminal task (``body``: the response text it was read from, for the journal)."""
         self._by_task.pop(task.id, None)
         cost = task_cost(task)
         job.cost += cost
         self.budget.settle(job.reserved, cost)
         job.reserved = 0.0
         if job.zombie:  # timed out earlier: its outcome is out; record, free the slot
-            self._journal.finished(job, task)
+            self._journal.finished(job, task, body)
             self.slots.release()
             return
         if task.status is TaskStatus.COMPLETED:
-            self._journal.finished(job, task)
+            self._journal.finished(job, task, body)
             self.slots.release()
             self._counts["completed"] += 1
             self._end(job, task=task, kind="completed", detail={"cost": job.cost})
@@ -577,7 +578,7 @@ class Engine:
             self._schedule.push(_clock.now() + delay, SUBMIT, job)
             return
         self.slots.release()
-        self._end_failed(job, task)
+        self._end_failed(job, task, body)
 
     # -- the poller and the workers ----------------------------------------------------------
     def _fire(self, action: int, job: Job | None) -> None:
@@ -623,8 +624,8 @@ class Engine:
                 self._end(job, task=job.task, error=error, kind="failed")
 
     # -- ending jobs -------------------------------------------------------------------------
-    def _end_failed(self, job: Job, task: Task) -> None:
-        self._journal.finished(job, task)
+    def _end_failed(self, job: Job, task: Task, body: str | None = None) -> None:
+        self._journal.finished(job, task, body)
         reason = self.provider.classify_failure(task)
         self._end(
             job, task=task, error=TaskFailedError(task), kind="failed", detail={"reason": reason}

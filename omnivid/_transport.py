@@ -112,17 +112,22 @@ class Transport:
     # -- public operations -------------------------------------------------------------------
     async def get_task(self, task_id: str, *, model: str | None = None) -> Task:
         """Read a task, retrying transient failures."""
+        return (await self.read_task(task_id, model=model))[0]
+
+    async def read_task(self, task_id: str, *, model: str | None = None) -> tuple[Task, str]:
+        """Read a task, retrying transient failures; with the text of the task-status
+        response it was parsed from (what a batch's journal keeps of a finished task)."""
         if not isinstance(task_id, str) or not task_id.strip():
             raise ValidationError("task_id", task_id, "must be a non-empty string")
         path = "/v1/tasks/" + (task_id if _PLAIN_ID(task_id) else quote(task_id, safe=""))
 
-        async def once() -> Task:
+        async def once() -> tuple[Task, str]:
             self.counters["polls"] += 1
             status, text = await self._send("GET", path, None, model=model, task_id=task_id)
             data = decode_json(text)
             if data is None:
                 raise self.provider.malformed("task", text, status=status, task_id=task_id)
-            return self.provider.parse_task(data, model=model)
+            return self.provider.parse_task(data, model=model), text
 
         return await self._with_retries(once, _read_retryable)
 

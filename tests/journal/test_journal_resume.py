@@ -58,17 +58,37 @@ async def test_task_id_is_committed_right_after(sim: Simulator, journal_path: Pa
     """By the first poll, the journal file holds the task id the submit returned."""
     seen: list[tuple[str, str | None]] = []
     async with client(sim) as c:
-        get = c.transport.get_task
+        read = c.transport.read_task
 
-        async def spying_get(task_id: str, **kw: Any) -> omnivid.Task:
+        async def spying_read(task_id: str, **kw: Any) -> tuple[omnivid.Task, str]:
             seen.append(_state(journal_path, "k0"))
-            return await get(task_id, **kw)
+            return await read(task_id, **kw)
 
-        c.transport.get_task = spying_get  # type: ignore[method-assign]
+        c.transport.read_task = spying_read  # type: ignore[method-assign]
         async with c.map(jobs(1), journal=journal_path) as outcomes:
             (outcome,) = [o async for o in outcomes]
     assert seen and seen[0] == ("submitted", outcome.task_id)
     assert _state(journal_path, "k0") == ("completed", outcome.task_id)
+
+
+async def test_a_batch_keeps_the_response_it_read_the_finished_task_from(
+    sim: Simulator, journal_path: Path
+) -> None:
+    """A finished job's entry holds the task-status response, which reads back as its task."""
+    async with client(sim) as c, c.map(jobs(2), journal=journal_path) as outcomes:
+        done = {o.key: o async for o in outcomes}
+    with omnivid.Journal.open(journal_path) as journal:
+        for key, outcome in done.items():
+            entry = journal.get(key)
+            assert entry is not None and entry.task_form == "body"
+            assert entry.task is not None and entry.task["data"]["id"] == outcome.task_id
+            back = entry.to_task()
+            assert back is not None and outcome.task is not None
+            assert (back.id, back.status, back.videos) == (
+                outcome.task.id,
+                outcome.task.status,
+                outcome.task.videos,
+            )
 
 
 async def test_finished_jobs_are_skipped(sim: Simulator, journal_path: Path) -> None:

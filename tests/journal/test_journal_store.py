@@ -169,6 +169,42 @@ def test_a_provider_task_is_kept_as_sent_and_read_back_whole(
     assert (back.videos, back.error, back.cost) == (task.videos, task.error, task.cost)
 
 
+@pytest.mark.parametrize(
+    ("provider", "seed", "model"),
+    [
+        ("apimart", "apimart_ext_task_completed.json", "Omni-Flash-Ext"),
+        ("apimart", "apimart_gemini_task_completed.json", "gemini-omni-flash-preview"),
+        ("evolink", "evolink_task_completed.json", "gemini-omni-flash-reference-to-video"),
+        ("evolink", "evolink_task_failed.json", "gemini-omni-flash-reference-to-video"),
+    ],
+)
+def test_a_response_body_is_kept_as_sent_and_read_back_whole(
+    journal: Journal, provider: str, seed: str, model: str
+) -> None:
+    """A task recorded with its response text keeps that text; a reader gets the Task back."""
+    body = (SEEDS / seed).read_text()
+    task = get_provider(provider).parse_task(json.loads(body), model=model)
+    journal.record_intent("a", VideoRequest(model=model, prompt="a fox"), provider=provider)
+    journal.record_finished("a", task, cost=0.25, body=body)
+    journal.close()
+    db = sqlite3.connect(journal.path)
+    try:
+        assert db.execute("SELECT task, task_form FROM jobs").fetchone() == (body, "body")
+    finally:
+        db.close()
+    with Journal.open(journal.path) as again:
+        entry = again.get("a")
+        assert entry is not None
+        back = entry.to_task()
+    assert back == task and back is not None
+    assert (back.videos, back.error, back.cost, back.raw) == (
+        task.videos,
+        task.error,
+        task.cost,
+        task.raw,
+    )
+
+
 def test_a_task_without_raw_is_kept_in_its_own_form(journal: Journal) -> None:
     """A task built by hand (no provider JSON) is stored in its cattrs form."""
     journal.record_intent("a", REQUEST, provider="apimart")
@@ -217,6 +253,28 @@ def test_a_version_1_journal_is_migrated(journal_path: Path) -> None:
         assert entry is not None and entry.task_form == "omnivid" and entry.to_task() == done
     db = sqlite3.connect(journal_path)
     try:
-        assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("2",)
+        assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("3",)
+    finally:
+        db.close()
+
+
+def test_a_version_2_journal_is_migrated(journal_path: Path) -> None:
+    """A journal of schema 2 opens as version 3 and its provider-form tasks still read back."""
+    task = get_provider("evolink").parse_task(
+        json.loads((SEEDS / "evolink_task_completed.json").read_text())
+    )
+    with Journal.open(journal_path) as j:
+        j.record_intent("a", REQUEST, provider="evolink")
+        j.record_finished("a", task, cost=0.4)
+    db = sqlite3.connect(journal_path)
+    db.execute("UPDATE meta SET value = '2' WHERE name = 'schema'")
+    db.commit()
+    db.close()
+    with Journal.open(journal_path) as j:
+        entry = j.get("a")
+        assert entry is not None and entry.task_form == "provider" and entry.to_task() == task
+    db = sqlite3.connect(journal_path)
+    try:
+        assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("3",)
     finally:
         db.close()

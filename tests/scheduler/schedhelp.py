@@ -76,7 +76,9 @@ class Counting:
 
 
 class FakeApi:
-    """An in-memory provider behind a real client: ``submit`` and ``get_task`` are replaced.
+    """An in-memory provider behind a real client: ``submit`` and the transport's task reads
+    are replaced (``read_task`` answers without a response text: the journal keeps the tasks'
+    cattrs form).
 
     Tasks end ``duration`` seconds (client clock) after their submit; ``fail`` decides from the
     request whether a task fails (its TaskError message then names the cause).
@@ -98,6 +100,7 @@ class FakeApi:
         self.max_in_flight = 0
         client.submit = self.submit  # type: ignore[method-assign]
         client.transport.get_task = self.get_task  # type: ignore[method-assign]
+        client.transport.read_task = self.read_task  # type: ignore[method-assign]
 
     def in_flight(self) -> int:
         now = anyio.current_time()
@@ -111,6 +114,9 @@ class FakeApi:
         if self.duration:  # (instant tasks are never in flight for long: skip the count)
             self.max_in_flight = max(self.max_in_flight, self.in_flight())
         return Task(id=task_id, provider="apimart", model=request.model)
+
+    async def read_task(self, task_id: str, *, model: str | None = None) -> tuple[Task, None]:
+        return await self.get_task(task_id, model=model), None
 
     async def get_task(self, task_id: str, *, model: str | None = None) -> Task:
         await anyio.lowlevel.checkpoint()
