@@ -16,7 +16,7 @@ key not a str or int      ``refuse``: ``ValidationError`` (field ``key``)
 Without a journal the same calls are no-ops (:class:`NoJournal`), so the engine never asks.
 
 The records that must be durable before the batch goes on (the intent before the POST, the task
-id after it) are awaited: they are group-committed, one transaction per event-loop turn
+id after it) are awaited: they are group-committed, one transaction per few event-loop turns
 (:mod:`omnivid._group_commit`). The rest is written at once (``not_submitted``) or lazily.
 """
 

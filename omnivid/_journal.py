@@ -29,8 +29,8 @@ disk flush).
 
 What must be durable at once is committed at once: the intent (before the POST), the task id
 (right after it), ``not_submitted`` and downloads. A batch hands its intents and task ids to
-:meth:`Journal.write_many` in groups, one transaction per event-loop turn for all its jobs
-(:mod:`omnivid._group_commit`); each job still waits for its own record's commit.
+:meth:`Journal.write_many` in groups, one transaction per few event-loop turns for all its
+jobs (:mod:`omnivid._group_commit`); each job still waits for its own record's commit.
 
 A terminal result (``record_finished``) and error notes are *lazy*: they are held in memory
 and join the next commit, or are committed after ``lazy_limit`` of them, at ``flush()`` or
