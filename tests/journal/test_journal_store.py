@@ -137,21 +137,22 @@ def test_other_schema_version(journal_path: Path) -> None:
         Journal.open(journal_path)
 
 
+SEED_TASKS = [
+    ("apimart", "apimart_ext_task_completed.json", "Omni-Flash-Ext"),
+    ("apimart", "apimart_gemini_task_completed.json", "gemini-omni-flash-preview"),
+    ("evolink", "evolink_task_completed.json", "gemini-omni-flash-reference-to-video"),
+    ("evolink", "evolink_task_failed.json", "gemini-omni-flash-reference-to-video"),
+]
+"""Finished and failed task-status bodies from the providers' documents, with their model."""
+
+
 def test_bad_durability(journal_path: Path) -> None:
     """durability must be 'normal' or 'full'."""
     with pytest.raises(ConfigurationError, match="durability"):
         Journal.open(journal_path, durability="sometimes")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("provider", "seed", "model"),
-    [
-        ("apimart", "apimart_ext_task_completed.json", "Omni-Flash-Ext"),
-        ("apimart", "apimart_gemini_task_completed.json", "gemini-omni-flash-preview"),
-        ("evolink", "evolink_task_completed.json", "gemini-omni-flash-reference-to-video"),
-        ("evolink", "evolink_task_failed.json", "gemini-omni-flash-reference-to-video"),
-    ],
-)
+@pytest.mark.parametrize(("provider", "seed", "model"), SEED_TASKS)
 def test_a_provider_task_is_kept_as_sent_and_read_back_whole(
     journal: Journal, provider: str, seed: str, model: str
 ) -> None:
@@ -169,15 +170,7 @@ def test_a_provider_task_is_kept_as_sent_and_read_back_whole(
     assert (back.videos, back.error, back.cost) == (task.videos, task.error, task.cost)
 
 
-@pytest.mark.parametrize(
-    ("provider", "seed", "model"),
-    [
-        ("apimart", "apimart_ext_task_completed.json", "Omni-Flash-Ext"),
-        ("apimart", "apimart_gemini_task_completed.json", "gemini-omni-flash-preview"),
-        ("evolink", "evolink_task_completed.json", "gemini-omni-flash-reference-to-video"),
-        ("evolink", "evolink_task_failed.json", "gemini-omni-flash-reference-to-video"),
-    ],
-)
+@pytest.mark.parametrize(("provider", "seed", "model"), SEED_TASKS)
 def test_a_response_body_is_kept_as_sent_and_read_back_whole(
     journal: Journal, provider: str, seed: str, model: str
 ) -> None:
