@@ -236,19 +236,12 @@ def test_a_version_1_journal_is_migrated(journal_path: Path) -> None:
     with Journal.open(journal_path) as j:
         j.record_intent("a", REQUEST, provider="apimart")
         j.record_finished("a", done, cost=0.4)
-    db = sqlite3.connect(journal_path)  # back to what schema 1 wrote
-    db.execute("ALTER TABLE jobs DROP COLUMN task_form")
-    db.execute("UPDATE meta SET value = '1' WHERE name = 'schema'")
-    db.commit()
-    db.close()
+    _sql(journal_path, "ALTER TABLE jobs DROP COLUMN task_form")  # back to what schema 1 wrote
+    _sql(journal_path, "UPDATE meta SET value = '1' WHERE name = 'schema'")
     with Journal.open(journal_path) as j:
         entry = j.get("a")
         assert entry is not None and entry.task_form == "omnivid" and entry.to_task() == done
-    db = sqlite3.connect(journal_path)
-    try:
-        assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("3",)
-    finally:
-        db.close()
+    assert _sql(journal_path, "SELECT value FROM meta WHERE name = 'schema'") == [("3",)]
 
 
 def test_a_version_2_journal_is_migrated(journal_path: Path) -> None:
@@ -259,15 +252,19 @@ def test_a_version_2_journal_is_migrated(journal_path: Path) -> None:
     with Journal.open(journal_path) as j:
         j.record_intent("a", REQUEST, provider="evolink")
         j.record_finished("a", task, cost=0.4)
-    db = sqlite3.connect(journal_path)
-    db.execute("UPDATE meta SET value = '2' WHERE name = 'schema'")
-    db.commit()
-    db.close()
+    _sql(journal_path, "UPDATE meta SET value = '2' WHERE name = 'schema'")
     with Journal.open(journal_path) as j:
         entry = j.get("a")
         assert entry is not None and entry.task_form == "provider" and entry.to_task() == task
-    db = sqlite3.connect(journal_path)
+    assert _sql(journal_path, "SELECT value FROM meta WHERE name = 'schema'") == [("3",)]
+
+
+def _sql(path: Path, statement: str) -> list[tuple[object, ...]]:
+    """Run one statement on the journal file from another connection; its rows."""
+    db = sqlite3.connect(path)
     try:
-        assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("3",)
+        rows = db.execute(statement).fetchall()
+        db.commit()
+        return rows
     finally:
         db.close()
