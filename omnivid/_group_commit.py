@@ -61,7 +61,8 @@ class _Group:
 
 
 class GroupCommit:
-    """Commits the statements written to it in one turn as one transaction of ``journal``."""
+    """Commits the statements written to it within ``turns`` loop turns as one transaction of
+    ``journal``."""
 
     def __init__(self, journal: Journal, *, turns: int = TURNS) -> None:
         if turns < 1:

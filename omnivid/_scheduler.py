@@ -542,7 +542,7 @@ class Engine:
         job.phase = "waiting"
         self._schedule.push(due, POLL, job)
 
-    def _on_terminal(self, job: Job, task: Task, body: str | None = None) -> None:
+    def _on_terminal(self, job: Job, task: Task, body: str) -> None:
         """A terminal task (``body``: the response text it was read from, for the journal)."""
         self._by_task.pop(task.id, None)
         cost = task_cost(task)

@@ -16,26 +16,23 @@ from omnivid.testing.__main__ import _parser
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_quick(name: str, tmp_path: Path) -> dict[str, Any]:
-    """Run ``python -m benchmarks NAME --quick`` into ``tmp_path``; its JSON entry."""
-    out = tmp_path / "quick.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            name,
-            "--quick",
-            "--json",
-            str(out),
-            "--markdown",
-            str(tmp_path / "quick.md"),
-        ],
+def _python(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` from the checkout's root, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+    )
+
+
+def run_quick(name: str, tmp_path: Path) -> dict[str, Any]:
+    """Run ``python -m benchmarks NAME --quick`` into ``tmp_path``; its JSON entry."""
+    out = tmp_path / "quick.json"
+    proc = _python(
+        "benchmarks", name, "--quick", "--json", str(out), "--markdown", str(tmp_path / "quick.md")
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"### {name.upper()}:" in proc.stdout
@@ -100,28 +97,14 @@ def test_b5_compares_with_and_without_journal(tmp_path: Path) -> None:
 
 def test_overhead_probe_runs_map_with_and_without_a_journal() -> None:
     """The overhead probe's fake session serves map's submits and polls, journal or not."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.overhead", "--jobs", "40", "--rounds", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = _python("benchmarks.overhead", "--jobs", "40", "--rounds", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "map + journal:" in proc.stdout and "journal adds:" in proc.stdout
 
 
 def test_unknown_benchmark_is_refused() -> None:
     """``python -m benchmarks`` names the valid choices when given an unknown one."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "b9"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = _python("benchmarks", "b9")
     assert proc.returncode == 2
     assert "b1, b2, b3, b4, b5" in proc.stderr
 
