@@ -15,15 +15,15 @@ simulator and pytest plugin in :mod:`omnivid.testing`.
 """
 
 from . import errors, providers
-from ._batch import Batch, MapRun
-from ._batch_policy import ResubmitPolicy
 from ._client import AsyncClient
-from ._journal import Journal, JournalEntry
+from ._http.retry import RetryPolicy
+from ._http.transport import Timeouts
 from ._models import Task, TaskError, TaskStatus, Video, VideoRequest
-from ._outcome import BatchStats, Event, Outcome
 from ._polling import PollPolicy
-from ._retry import RetryPolicy
-from ._transport import Timeouts
+from .batch._batch import Batch, MapRun
+from .batch._outcome import BatchStats, Event, Outcome
+from .batch._policy import ResubmitPolicy
+from .journal._sqlite import Journal, JournalEntry
 
 __version__ = "0.1.0"
 

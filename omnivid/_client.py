@@ -14,26 +14,26 @@ import aiohttp
 import anyio
 import anyio.abc
 
-from . import _clock
-from ._batch import Batch, MapRun
-from ._batch_job import BatchOptions
-from ._batch_policy import DEFAULT_RESUBMIT, ResubmitPolicy
-from ._download import download_task
-from ._limits import AccountGate
+from ._aio import clock as _clock
+from ._aio.tasks import close_task_group, open_task_group
+from ._http.download import download_task
+from ._http.gate import AccountGate
+from ._http.retry import RetryPolicy
+from ._http.transport import Timeouts, Transport
 from ._models import Task, TaskStatus, VideoRequest
 from ._polling import PollPolicy
-from ._retry import RetryPolicy
-from ._tasks import close_task_group, open_task_group
-from ._transport import Timeouts, Transport
+from .batch._batch import Batch, MapRun
+from .batch._job import BatchOptions
+from .batch._policy import DEFAULT_RESUBMIT, ResubmitPolicy
 from .errors import APIError, ConfigurationError, TaskFailedError, TaskTimeoutError
 from .providers import CheckOptions, Provider, get_provider
 
 if TYPE_CHECKING:
-    from ._batch import BatchInput
-    from ._batch_policy import CostEstimate
-    from ._journal import Journal
-    from ._outcome import Event
+    from .batch._batch import BatchInput
+    from .batch._outcome import Event
+    from .batch._policy import CostEstimate
     from .integrations import CallbackReceiver
+    from .journal._sqlite import Journal
 
 __all__ = ["AsyncClient"]
 

@@ -12,8 +12,8 @@ unknown task or a malformed body gets a 4xx and changes nothing; replies never e
 
 FastAPI::
 
-    from omnivid.integrations import CallbackReceiver
-    from omnivid.integrations.fastapi import callback_router
+    from . import CallbackReceiver
+    from .fastapi import callback_router
 
     receiver = CallbackReceiver("https://app.example.com/omnivid/callbacks")
     app.include_router(callback_router(receiver))      # POST /omnivid/callbacks/{token}
@@ -22,7 +22,7 @@ FastAPI::
 
 aiohttp::
 
-    from omnivid.integrations.aiohttp import callback_app
+    from .aiohttp import callback_app
 
     app.add_subapp("/omnivid/callbacks/", callback_app(receiver))
 

@@ -24,7 +24,7 @@ import attrs
 from aiohttp import web
 from anyio.abc import TaskGroup
 
-from .._tasks import close_task_group, open_task_group
+from .._aio.tasks import close_task_group, open_task_group
 from ._config import APIMART, DEFAULT_DURATIONS, PROVIDERS, FaultConfig, SimConfig
 from ._markers import FaultMarker, Markers, parse_markers
 from ._media import video_bytes

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from omnivid._cli_env import Endpoint, parse_base_urls, real_endpoints
-from omnivid._cli_jobs import UsageError
-from omnivid._cli_progress import BatchDisplay, format_duration
-from omnivid._cli_results import ResultRecord, ResultsFile, format_spend
+from omnivid.cli._env import Endpoint, parse_base_urls, real_endpoints
+from omnivid.cli._jobs import UsageError
+from omnivid.cli._progress import BatchDisplay, format_duration
+from omnivid.cli._results import ResultRecord, ResultsFile, format_spend
 from omnivid.errors import ConfigurationError
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from omnivid._cli_jobs import UsageError, parse_jobs, read_jobs
+from omnivid.cli._jobs import UsageError, parse_jobs, read_jobs
 
 EXT = {"model": "Omni-Flash-Ext", "prompt": "a fox", "duration": 6}
 R2V = {

@@ -9,7 +9,7 @@ import pytest
 
 import omnivid
 from omnivid import errors
-from omnivid._download import download_task
+from omnivid._http.download import download_task
 from omnivid.testing import Simulator, video_bytes
 
 from .conftest import Recorder

@@ -16,8 +16,9 @@ import cattrs
 import pytest
 
 import omnivid
-from omnivid import _clock, errors
-from omnivid._limits import AccountGate
+from omnivid import errors
+from omnivid._aio import clock as _clock
+from omnivid._http.gate import AccountGate
 from omnivid.providers import apimart, evolink
 from omnivid.providers._wire import read
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 import omnivid
 from omnivid import errors
-from omnivid._retry import retry_hint
+from omnivid._http.retry import retry_hint
 from omnivid.providers import get_provider
 
 pytestmark = pytest.mark.anyio

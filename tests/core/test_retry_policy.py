@@ -9,7 +9,7 @@ import pytest
 
 import omnivid
 from omnivid import errors
-from omnivid._retry import parse_retry_after
+from omnivid._http.retry import parse_retry_after
 
 NOW = 1_700_000_000.0
 

@@ -12,7 +12,7 @@ from journalhelp import client, gemini, jobs
 
 import omnivid
 from omnivid import Journal
-from omnivid._group_commit import GroupCommit
+from omnivid.journal._group_commit import GroupCommit
 from omnivid.testing import Simulator
 
 pytestmark = pytest.mark.anyio

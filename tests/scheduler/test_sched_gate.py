@@ -7,8 +7,8 @@ import random
 import anyio
 import pytest
 
-from omnivid import _clock
-from omnivid._limits import AccountGate
+from omnivid._aio import clock as _clock
+from omnivid._http.gate import AccountGate
 
 
 class Clock:
@@ -23,7 +23,7 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """Freeze the loop clock (omnivid._clock.now) for the gate's synchronous bookkeeping."""
+    """Freeze the loop clock (omnivid._aio.clock.now) for the gate's synchronous bookkeeping."""
     c = Clock()
     monkeypatch.setattr(_clock, "now", c)
     return c

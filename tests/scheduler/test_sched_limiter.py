@@ -7,7 +7,7 @@ import asyncio
 import anyio
 import pytest
 
-from omnivid._batch_limiter import Limiter
+from omnivid.batch._limiter import Limiter
 
 pytestmark = pytest.mark.anyio
 

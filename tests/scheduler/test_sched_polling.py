@@ -60,7 +60,7 @@ async def test_one_poller_for_all_tasks(sim: Simulator) -> None:
         parked = len(workers._parked)
         await collect(out)
     assert sum("Schedule.run" in n for n in names) == 1
-    ours = [n for n in names if "omnivid._batch" in n or "omnivid._scheduler" in n]
+    ours = [n for n in names if "omnivid.batch." in n]
     idle = [n for n in ours if "Workers._worker" in n]
     assert len(ours) - len(idle) == 2  # the engine and the poller; no sleeper per task
     assert parked == len(idle)  # every worker is idle, waiting for work, not for a task

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ._journal import Journal, Statement
-from ._waiters import waiter, wake
+from .._aio.waiters import waiter, wake
+from ._sqlite import Journal, Statement
 
 __all__ = ["TURNS", "GroupCommit"]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import aiohttp
 
-from ._models import Task, Video
-from .errors import DownloadError
+from .._models import Task, Video
+from ..errors import DownloadError
 
 __all__ = ["download_task", "download_video", "video_paths"]
 

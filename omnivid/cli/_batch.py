@@ -3,7 +3,7 @@
 Layout of the output directory::
 
     DIR/journal.sqlite   every job's key, request fingerprint, task ids and state (the resume)
-    DIR/results.jsonl    one line per job (see :mod:`omnivid._cli_results`)
+    DIR/results.jsonl    one line per job (see :mod:`omnivid.cli._results`)
     DIR/videos/          TASK_ID.mp4 (TASK_ID_N.mp4 when a task has several videos)
 
 One :class:`~omnivid.AsyncClient` and one ``map`` run per provider, concurrently, sharing the
@@ -32,24 +32,24 @@ import aiohttp
 import anyio
 from attrs import frozen
 
-from ._batch_policy import DEFAULT_RESUBMIT, ResubmitPolicy
-from ._cli_env import Endpoint, parse_base_urls, real_endpoints, simulated_endpoints
-from ._cli_jobs import Job, JobFile, UsageError, read_jobs
-from ._cli_progress import BatchDisplay, ProgressMode
-from ._cli_results import ResultRecord, ResultsFile, billing_unit, format_spend
-from ._client import AsyncClient
-from ._download import video_paths
-from ._journal import Journal
-from ._models import Task, TaskStatus
-from ._outcome import TERMINAL_EVENTS, Event, Outcome
-from .errors import (
+from .._client import AsyncClient
+from .._http.download import video_paths
+from .._models import Task, TaskStatus
+from ..batch._outcome import TERMINAL_EVENTS, Event, Outcome
+from ..batch._policy import DEFAULT_RESUBMIT, ResubmitPolicy
+from ..errors import (
     BudgetExceededError,
     JournalConflictError,
     OmnividError,
     SubmissionUnknownError,
     ValidationError,
 )
-from .providers import list_providers
+from ..journal._sqlite import Journal
+from ..providers import list_providers
+from ._env import Endpoint, parse_base_urls, real_endpoints, simulated_endpoints
+from ._jobs import Job, JobFile, UsageError, read_jobs
+from ._progress import BatchDisplay, ProgressMode
+from ._results import ResultRecord, ResultsFile, billing_unit, format_spend
 
 __all__ = ["BatchCommand", "BatchRun", "parse_max_cost", "run_batch"]
 

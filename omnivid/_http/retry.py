@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from attrs import field, frozen
 
-from .errors import RateLimitError, ServerError
+from ..errors import RateLimitError, ServerError
 
 __all__ = ["RetryPolicy", "parse_retry_after", "retry_hint"]
 

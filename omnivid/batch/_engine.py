@@ -16,7 +16,7 @@ One :class:`Engine` runs one batch inside a task group:
 * **workers** run job steps (submit, poll). They are reused (at most 256 idle ones are
   kept), because spawning a task per step would cost more than most steps.
 * every request goes through the client's transport, hence through the account's
-  :class:`~omnivid._limits.AccountGate` (shared 429 cooldown, adaptive rate limit).
+  :class:`~omnivid._http.gate.AccountGate` (shared 429 cooldown, adaptive rate limit).
 
 A job ends with exactly one :class:`~omnivid.Outcome`. Failures never raise out of the
 iterator: a failed task (after the :class:`~omnivid.ResubmitPolicy` gave up), a deadline
@@ -30,7 +30,7 @@ after a deadline the outcome is delivered at once but the task keeps its slot an
 quietly until it ends (its result then goes to the journal); after an ambiguous submit the
 slot stays taken for the model's typical duration (``ambiguous_hold``), since the provider may
 be running it. Submits that provably never reached the provider (429, connection refused) are
-sent again after a back-off (at most 20 times). Budget rules: :mod:`omnivid._batch_budget`.
+sent again after a back-off (at most 20 times). Budget rules: :mod:`omnivid.batch._budget`.
 
 Cancellation (leaving ``async with``, breaking the loop, an enclosing cancel scope) stops
 feeding and polling at once; a submit whose POST is already on the wire is allowed to finish
@@ -62,20 +62,11 @@ import anyio
 import anyio.abc
 from attrs import evolve
 
-from . import _clock
-from ._batch_budget import Budget
-from ._batch_events import EventHub
-from ._batch_job import BatchOptions, Job
-from ._batch_journal import JournalLink, NoJournal
-from ._batch_limiter import Limiter
-from ._batch_policy import estimate_cost, reserved_after_submit, task_cost
-from ._batch_poller import POLL, RELEASE, SUBMIT, Schedule, Step, Workers
-from ._journal import Journal, JournalEntry
-from ._models import Task, TaskStatus, VideoRequest
-from ._outcome import BatchStats, Event, EventKind, Outcome
-from ._retry import retry_hint
-from ._transport import _NotSent
-from .errors import (
+from .._aio import clock as _clock
+from .._http.retry import retry_hint
+from .._http.transport import _NotSent
+from .._models import Task, TaskStatus, VideoRequest
+from ..errors import (
     BudgetExceededError,
     NotFoundError,
     OmnividError,
@@ -87,9 +78,18 @@ from .errors import (
     TransportError,
     ValidationError,
 )
+from ..journal._sqlite import Journal, JournalEntry
+from ._budget import Budget
+from ._events import EventHub
+from ._job import BatchOptions, Job
+from ._journal_link import JournalLink, NoJournal
+from ._limiter import Limiter
+from ._outcome import BatchStats, Event, EventKind, Outcome
+from ._policy import estimate_cost, reserved_after_submit, task_cost
+from ._poller import POLL, RELEASE, SUBMIT, Schedule, Step, Workers
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from .._client import AsyncClient
 
 __all__ = ["BatchOptions", "Engine", "Event", "Outcome"]
 

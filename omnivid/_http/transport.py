@@ -25,10 +25,8 @@ import anyio
 import backoff
 from attrs import frozen
 
-from ._limits import AccountGate
-from ._models import Task, VideoRequest
-from ._retry import RetryPolicy, parse_retry_after
-from .errors import (
+from .._models import Task, VideoRequest
+from ..errors import (
     APIError,
     RateLimitError,
     ServerError,
@@ -37,8 +35,10 @@ from .errors import (
     TransportTimeoutError,
     ValidationError,
 )
-from .providers import Provider
-from .providers._wire import decode_json
+from ..providers import Provider
+from ..providers._wire import decode_json
+from .gate import AccountGate
+from .retry import RetryPolicy, parse_retry_after
 
 __all__ = ["Timeouts", "Transport"]
 

@@ -15,8 +15,8 @@ import time
 from types import TracebackType
 from typing import Any, Literal, Self, TextIO
 
-from ._cli_results import ResultRecord, format_spend
-from ._models import Task
+from .._models import Task
+from ._results import ResultRecord, format_spend
 
 __all__ = ["BatchDisplay", "ProgressMode", "TaskDisplay", "format_duration", "rich_available"]
 

@@ -20,9 +20,9 @@ from contextlib import asynccontextmanager
 
 from attrs import field, frozen
 
-from ._cli_jobs import UsageError
-from .errors import ConfigurationError
-from .providers import get_provider, list_providers
+from ..errors import ConfigurationError
+from ..providers import get_provider, list_providers
+from ._jobs import UsageError
 
 __all__ = [
     "Endpoint",
@@ -105,7 +105,7 @@ async def simulated_endpoints(
     providers: Iterable[str], *, time_scale: float, seed: int | None = None
 ) -> AsyncIterator[dict[str, Endpoint]]:
     """Start an in-process simulator for the duration of the block and point at it."""
-    from .testing import Simulator
+    from ..testing import Simulator
 
     async with Simulator(time_scale=time_scale, seed=seed) as sim:
         yield {

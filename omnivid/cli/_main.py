@@ -34,19 +34,19 @@ from typing import Any, NoReturn
 
 import anyio
 
-from . import __version__
-from ._cli_env import Endpoint, parse_base_urls, real_endpoints, simulated_endpoints
-from ._cli_jobs import UsageError
-from ._cli_progress import ProgressMode, TaskDisplay, rich_available
-from ._client import AsyncClient
-from ._models import Task, TaskStatus, VideoRequest, converter
-from .errors import (
+from .. import __version__
+from .._client import AsyncClient
+from .._models import Task, TaskStatus, VideoRequest, converter
+from ..errors import (
     ConfigurationError,
     OmnividError,
     TaskTimeoutError,
     ValidationError,
 )
-from .providers import Provider, all_models, get_provider, list_providers, provider_for_model
+from ..providers import Provider, all_models, get_provider, list_providers, provider_for_model
+from ._env import Endpoint, parse_base_urls, real_endpoints, simulated_endpoints
+from ._jobs import UsageError
+from ._progress import ProgressMode, TaskDisplay, rich_available
 
 __all__ = ["DEFAULT_SIM_TIME_SCALE", "Interrupted", "build_parser", "main"]
 
@@ -398,7 +398,7 @@ def _client(endpoint: Endpoint, time_scale: float) -> AsyncClient:
 
 # -- batch -----------------------------------------------------------------------------------
 async def _batch(args: argparse.Namespace) -> int:
-    from ._cli_batch import BatchCommand, run_batch
+    from ._batch import BatchCommand, run_batch
 
     command = BatchCommand(
         jobs=Path(args.jobs),
@@ -635,7 +635,7 @@ def _models(args: argparse.Namespace) -> int:
 
 # -- sim -------------------------------------------------------------------------------------
 def _sim(argv: list[str]) -> int:
-    from .testing.__main__ import main as sim_main
+    from ..testing.__main__ import main as sim_main
 
     try:
         return sim_main(argv)

@@ -22,11 +22,11 @@ from typing import Any
 
 from attrs import field, frozen
 
-from ._batch_policy import CostEstimate, ResubmitPolicy
-from ._journal import Journal
-from ._models import Task, VideoRequest
+from .._models import Task, VideoRequest
+from ..errors import ValidationError
+from ..journal._sqlite import Journal
 from ._outcome import Event
-from .errors import ValidationError
+from ._policy import CostEstimate, ResubmitPolicy
 
 __all__ = ["BatchOptions", "Job"]
 

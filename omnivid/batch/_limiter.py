@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections import deque
 
-from ._waiters import waiter, wake
+from .._aio.waiters import waiter, wake
 
 __all__ = ["Limiter"]
 
@@ -25,7 +25,7 @@ class Limiter:
             raise ValueError(f"capacity={capacity}: must be 1 or more")
         self._capacity = capacity
         self.used = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()  # see omnivid._waiters
+        self._waiters: deque[asyncio.Future[None]] = deque()  # see omnivid._aio.waiters
 
     def __repr__(self) -> str:
         return f"<Limiter {self.used}/{self._capacity} waiting={len(self._waiters)}>"

@@ -53,7 +53,7 @@ from collections.abc import Callable
 
 import anyio
 
-from . import _clock
+from .._aio import clock as _clock
 
 __all__ = ["AccountGate", "RateLimitListener"]
 

@@ -30,7 +30,7 @@ disk flush).
 What must be durable at once is committed at once: the intent (before the POST), the task id
 (right after it), ``not_submitted`` and downloads. A batch hands its intents and task ids to
 :meth:`Journal.write_many` in groups, one transaction per few event-loop turns for all its
-jobs (:mod:`omnivid._group_commit`); each job still waits for its own record's commit.
+jobs (:mod:`omnivid.journal._group_commit`); each job still waits for its own record's commit.
 
 A terminal result (``record_finished``) and error notes are *lazy*: they are held in memory
 and join the next commit, or are committed after ``lazy_limit`` of them, at ``flush()`` or
@@ -61,8 +61,8 @@ from typing import Any, Literal, Self
 
 from attrs import frozen
 
-from ._models import Task, VideoRequest, converter
-from .errors import ConfigurationError
+from .._models import Task, VideoRequest, converter
+from ..errors import ConfigurationError
 
 __all__ = ["TERMINAL_STATES", "Journal", "JournalEntry", "JournalState", "Statement"]
 
@@ -160,7 +160,7 @@ class JournalEntry:
             return None
         if self.task_form == "omnivid" or self.task_form is None:
             return converter.structure(dict(self.task), Task)
-        from .providers import get_provider  # (the adapters import the models, not this)
+        from ..providers import get_provider  # (the adapters import the models, not this)
 
         adapter = get_provider(self.provider)
         if self.task_form == "body":

@@ -17,7 +17,7 @@ Without a journal the same calls are no-ops (:class:`NoJournal`), so the engine 
 
 The records that must be durable before the batch goes on (the intent before the POST, the task
 id after it) are awaited: they are group-committed, one transaction per few event-loop turns
-(:mod:`omnivid._group_commit`). The rest is written at once (``not_submitted``) or lazily.
+(:mod:`omnivid.journal._group_commit`). The rest is written at once (``not_submitted``) or lazily.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from ._batch_job import Job
-from ._group_commit import GroupCommit
-from ._journal import Journal, JournalEntry
-from ._models import Task
-from .errors import JournalConflictError, OmnividError, SubmissionUnknownError, ValidationError
+from .._models import Task
+from ..errors import JournalConflictError, OmnividError, SubmissionUnknownError, ValidationError
+from ..journal._group_commit import GroupCommit
+from ..journal._sqlite import Journal, JournalEntry
+from ._job import Job
 
 __all__ = ["JournalLink", "Match", "NoJournal"]
 

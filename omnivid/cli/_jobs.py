@@ -25,9 +25,9 @@ from typing import Any
 
 from attrs import frozen
 
-from ._models import VideoRequest
-from .errors import ConfigurationError, OmnividError
-from .providers import Provider, get_provider, provider_for_model
+from .._models import VideoRequest
+from ..errors import ConfigurationError, OmnividError
+from ..providers import Provider, get_provider, provider_for_model
 
 __all__ = ["Job", "JobFile", "LineError", "UsageError", "parse_jobs", "read_jobs"]
 

@@ -13,8 +13,8 @@ from typing import Any, Literal
 import attrs
 from attrs import field, frozen
 
-from ._models import Task, TaskStatus, VideoRequest
-from .errors import OmnividError, SubmissionUnknownError
+from .._models import Task, TaskStatus, VideoRequest
+from ..errors import OmnividError, SubmissionUnknownError
 
 __all__ = ["TERMINAL_EVENTS", "BatchStats", "Event", "EventKind", "Outcome"]
 

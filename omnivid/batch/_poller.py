@@ -26,8 +26,8 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ._batch_job import Job
-from ._waiters import waiter, wake
+from .._aio.waiters import waiter, wake
+from ._job import Job
 
 __all__ = ["POLL", "RELEASE", "SUBMIT", "Schedule", "Step", "Workers"]
 

@@ -1,5 +1,5 @@
 """The public batch objects: :class:`MapRun` (``client.map``) and :class:`Batch`
-(``client.open_batch``). Both run an :class:`~omnivid._scheduler.Engine` and stream
+(``client.open_batch``). Both run an :class:`~omnivid.batch._engine.Engine` and stream
 :class:`~omnivid.Outcome` s in completion order.
 
 Two ways to consume them:
@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import anyio.abc
 
-from ._batch_job import BatchOptions
-from ._models import VideoRequest
+from .._aio.tasks import close_task_group, open_task_group
+from .._models import VideoRequest
+from ..errors import ConfigurationError, ValidationError
+from ._engine import Engine
+from ._job import BatchOptions
 from ._outcome import BatchStats, Event, Outcome
-from ._scheduler import Engine
-from ._tasks import close_task_group, open_task_group
-from .errors import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from .._client import AsyncClient
 
 __all__ = ["Batch", "BatchInput", "BatchItem", "MapRun"]
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 
 from attrs import field, frozen
 
-from ._models import Task, TaskStatus, VideoRequest
-from .providers import Provider
+from .._models import Task, TaskStatus, VideoRequest
+from ..providers import Provider
 
 __all__ = [
     "DEFAULT_RESUBMIT",
