@@ -20,10 +20,10 @@ from ._http.retry import RetryPolicy
 from ._http.transport import Timeouts
 from ._models import Task, TaskError, TaskStatus, Video, VideoRequest
 from ._polling import PollPolicy
-from .batch._batch import Batch, MapRun
+from .batch._handles import Batch, MapRun
 from .batch._outcome import BatchStats, Event, Outcome
 from .batch._policy import ResubmitPolicy
-from .journal._sqlite import Journal, JournalEntry
+from .journal import Journal, JournalEntry
 
 __version__ = "0.1.0"
 

@@ -22,18 +22,18 @@ from ._http.retry import RetryPolicy
 from ._http.transport import Timeouts, Transport
 from ._models import Task, TaskStatus, VideoRequest
 from ._polling import PollPolicy
-from .batch._batch import Batch, MapRun
+from .batch._handles import Batch, MapRun
 from .batch._job import BatchOptions
 from .batch._policy import DEFAULT_RESUBMIT, ResubmitPolicy
 from .errors import APIError, ConfigurationError, TaskFailedError, TaskTimeoutError
 from .providers import CheckOptions, Provider, get_provider
 
 if TYPE_CHECKING:
-    from .batch._batch import BatchInput
+    from .batch._handles import BatchInput
     from .batch._outcome import Event
     from .batch._policy import CostEstimate
     from .integrations import CallbackReceiver
-    from .journal._sqlite import Journal
+    from .journal import JournalBackend
 
 __all__ = ["AsyncClient"]
 
@@ -317,7 +317,7 @@ class AsyncClient:
         max_cost: float | None = None,
         deadline: float | None = None,
         resubmit: ResubmitPolicy | None = DEFAULT_RESUBMIT,
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: str | os.PathLike[str] | JournalBackend | None = None,
         resubmit_ambiguous: bool = False,
         on_event: Callable[[Event], None] | None = None,
         cost_estimate: CostEstimate | None = None,
@@ -363,7 +363,7 @@ class AsyncClient:
         max_cost: float | None = None,
         deadline: float | None = None,
         resubmit: ResubmitPolicy | None = DEFAULT_RESUBMIT,
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: str | os.PathLike[str] | JournalBackend | None = None,
         resubmit_ambiguous: bool = False,
         on_event: Callable[[Event], None] | None = None,
         cost_estimate: CostEstimate | None = None,

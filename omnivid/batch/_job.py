@@ -1,17 +1,7 @@
 """One job's mutable state inside a batch, and the batch's settings.
 
-A job moves through phases::
-
-    queued -> submitting -> posting -> recording -> waiting <-> polling -> done
-                  ^                                     |
-                  +------------- backoff <--------------+   (a failed task resubmitted,
-                                                              a refused submit)
-
-``posting`` means its POST may be on the wire (its answer decides whether a task exists);
-``recording`` means its task id is known and being committed to the journal; ``waiting``
-means its task is scheduled for a poll. A *zombie* is a job whose outcome is
-already out (its deadline passed) but whose task still runs: it keeps its slot and is polled
-quietly until the provider ends it.
+A job's phases (``Job.phase``) and how it moves between them: the state machine in
+:mod:`omnivid.batch._engine.engine`.
 """
 
 from __future__ import annotations
@@ -24,7 +14,7 @@ from attrs import field, frozen
 
 from .._models import Task, VideoRequest
 from ..errors import ValidationError
-from ..journal._sqlite import Journal
+from ..journal import JournalBackend
 from ._outcome import Event
 from ._policy import CostEstimate, ResubmitPolicy
 
@@ -48,7 +38,7 @@ class BatchOptions:
     max_cost: float | None = None
     deadline: float | None = None
     resubmit: ResubmitPolicy | None = field(factory=ResubmitPolicy)
-    journal: str | os.PathLike[str] | Journal | None = None
+    journal: str | os.PathLike[str] | JournalBackend | None = None
     resubmit_ambiguous: bool = False
     on_event: Callable[[Event], None] | None = field(default=None, eq=False)
     cost_estimate: CostEstimate | None = field(default=None, eq=False)
@@ -71,7 +61,7 @@ class BatchOptions:
         if h is not None and (not isinstance(h, int | float) or h < 0):
             raise ValidationError("ambiguous_hold", h, "must be a number of seconds >= 0")
         j = self.journal
-        if j is not None and not isinstance(j, Journal | str | os.PathLike):
+        if j is not None and not isinstance(j, JournalBackend | str | os.PathLike):
             raise ValidationError("journal", j, "must be a path, a Journal or None")
 
 

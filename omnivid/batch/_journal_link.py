@@ -16,8 +16,8 @@ key not a str or int      ``refuse``: ``ValidationError`` (field ``key``)
 Without a journal the same calls are no-ops (:class:`NoJournal`), so the engine never asks.
 
 The records that must be durable before the batch goes on (the intent before the POST, the task
-id after it) are awaited: they are group-committed, one transaction per few event-loop turns
-(:mod:`omnivid.journal._group_commit`). The rest is written at once (``not_submitted``) or lazily.
+id after it) are awaited (the SQLite journal group-commits them, one transaction per few
+event-loop turns: :mod:`omnivid.journal._group_commit`). The rest is written without waiting.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from typing import Literal
 
 from .._models import Task
 from ..errors import JournalConflictError, OmnividError, SubmissionUnknownError, ValidationError
-from ..journal._group_commit import GroupCommit
-from ..journal._sqlite import Journal, JournalEntry
+from ..journal import JournalBackend, JournalEntry
 from ._job import Job
 
 __all__ = ["JournalLink", "Match", "NoJournal"]
@@ -69,11 +68,12 @@ class NoJournal:
 
 
 class JournalLink(NoJournal):
-    """One batch's view of a :class:`~omnivid.Journal` (see the module docstring)."""
+    """One batch's view of a journal, any :class:`~omnivid.journal.JournalBackend` (see the
+    module docstring)."""
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalBackend,
         *,
         provider: str,
         run: str,
@@ -86,7 +86,6 @@ class JournalLink(NoJournal):
         self.resubmit_ambiguous = resubmit_ambiguous
         self.owned = owned
         self._live: set[str] = set()
-        self._group = GroupCommit(journal)
         self._known = journal.keys()  # keys with an entry when the batch started
 
     def match(self, job: Job) -> tuple[Match, JournalEntry | OmnividError | None]:
@@ -145,7 +144,7 @@ class JournalLink(NoJournal):
         if job.jkey is None:
             return None
         new = job.jkey not in self._known and not job.journaled
-        statement = self.journal.intent_statement(
+        written = await self.journal.write_intent(
             job.jkey,
             job.request,
             provider=self.provider,
@@ -154,7 +153,6 @@ class JournalLink(NoJournal):
             new=new,
             request_json=job.request_json,
         )
-        written = await self._group.write(statement)
         if not written:
             self._live.discard(job.jkey)
             job.jkey = None  # the entry is the other job's: leave it alone
@@ -165,10 +163,9 @@ class JournalLink(NoJournal):
     async def submitted(self, job: Job, task: Task) -> None:
         """Commit the task id (right after the POST)."""
         if job.jkey is not None:
-            statement = self.journal.submitted_statement(
+            await self.journal.write_submitted(
                 job.jkey, task, task_ids=job.task_ids, attempts=job.attempts
             )
-            await self._group.write(statement)
 
     def finished(self, job: Job, task: Task, body: str | None = None) -> None:
         """Commit a terminal task and what the job cost (``body``: the response text the task

@@ -32,11 +32,24 @@ went out is reported as an ambiguous submit, the safe reading.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from .._aio.waiters import waiter, wake
-from ._sqlite import Journal, Statement
 
-__all__ = ["TURNS", "GroupCommit"]
+__all__ = ["TURNS", "GroupCommit", "Statement", "Writer"]
+
+Statement = tuple[str, tuple[Any, ...]]
+"""One SQL statement and its parameters, as a journal's ``write_many`` takes them."""
+
+
+class Writer(Protocol):
+    """A journal that commits statements in one transaction."""
+
+    def write_many(self, statements: Sequence[Statement]) -> list[bool]:
+        """Commit ``statements`` together; for each, whether it changed a row."""
+        ...
+
 
 TURNS = 8
 """Event-loop turns a group stays open for (see the module docstring)."""
@@ -64,7 +77,7 @@ class GroupCommit:
     """Commits the statements written to it within ``turns`` loop turns as one transaction of
     ``journal``."""
 
-    def __init__(self, journal: Journal, *, turns: int = TURNS) -> None:
+    def __init__(self, journal: Writer, *, turns: int = TURNS) -> None:
         if turns < 1:
             raise ValueError(f"turns={turns}: a group stays open for at least one turn")
         self.journal = journal

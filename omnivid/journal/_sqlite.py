@@ -54,22 +54,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from attrs import frozen
-
 from .._models import Task, VideoRequest, converter
 from ..errors import ConfigurationError
+from ._base import TERMINAL_STATES, JournalEntry, JournalState
+from ._group_commit import GroupCommit, Statement
 
 __all__ = ["TERMINAL_STATES", "Journal", "JournalEntry", "JournalState", "Statement"]
 
-JournalState = Literal["intent", "submitted", "completed", "failed", "cancelled", "not_submitted"]
-Statement = tuple[str, tuple[Any, ...]]
-"""One SQL statement and its parameters, as :meth:`Journal.write_many` takes them."""
-TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 _SCHEMA_VERSION = "3"  # 2: task_form; 3: task_form 'body' (older journals are migrated)
 _SCHEMA = """
@@ -106,66 +102,6 @@ _MIGRATIONS = {
     # 3 adds a value of task_form, which an omnivid reading version 2 would misread
     "2": "UPDATE meta SET value = '3' WHERE name = 'schema';",
 }
-TaskForm = Literal["body", "provider", "omnivid"]
-
-
-@frozen(kw_only=True)
-class JournalEntry:
-    """One job as the journal knows it; times are unix seconds.
-
-    ``request`` is ``VideoRequest.to_dict()``; ``task`` is the finished task's JSON in the form
-    ``task_form`` says: ``'body'``, the provider's whole task-status response; ``'provider'``,
-    the provider's task object (``Task.raw``); or ``'omnivid'``, the cattrs form of ``Task``.
-    :meth:`to_task` reads each."""
-
-    key: str
-    fingerprint: str
-    provider: str
-    model: str
-    request: Mapping[str, Any]
-    state: JournalState
-    task_id: str | None
-    task_ids: tuple[str, ...]
-    attempts: int
-    status: str | None
-    cost: float | None
-    task: Mapping[str, Any] | None
-    task_form: TaskForm | None
-    error: str | None
-    downloads: tuple[Path, ...]
-    run: str | None
-    created_at: float
-    updated_at: float
-
-    @property
-    def terminal(self) -> bool:
-        """True when the job's task finished (completed, failed or cancelled)."""
-        return self.state in TERMINAL_STATES
-
-    @property
-    def ambiguous(self) -> bool:
-        """True when a submit was intended but its answer never recorded."""
-        return self.state == "intent"
-
-    def video_request(self) -> VideoRequest:
-        """The recorded request as a ``VideoRequest``."""
-        return VideoRequest.from_dict(self.request)
-
-    def to_task(self) -> Task | None:
-        """The recorded task as a ``Task`` (None before it finished).
-
-        A task kept in the provider's form is parsed again by that provider's adapter, which
-        must be registered (``ConfigurationError`` if not)."""
-        if self.task is None:
-            return None
-        if self.task_form == "omnivid" or self.task_form is None:
-            return converter.structure(dict(self.task), Task)
-        from ..providers import get_provider  # (the adapters import the models, not this)
-
-        adapter = get_provider(self.provider)
-        if self.task_form == "body":
-            return adapter.parse_task(self.task, model=self.model)
-        return adapter.task_from_raw(self.task, model=self.model)
 
 
 class Journal:
@@ -181,6 +117,7 @@ class Journal:
         self.lazy_limit = lazy_limit
         self._lock = threading.Lock()
         self._lazy: list[Statement] = []  # lazy writes, committed with the next commit
+        self._group = GroupCommit(self)  # the batches' intents and task ids
 
     @classmethod
     def open(
@@ -344,6 +281,37 @@ class Journal:
                 now,
             ),
         )
+
+    async def write_intent(
+        self,
+        key: str,
+        request: VideoRequest,
+        *,
+        provider: str,
+        fingerprint: str,
+        run: str,
+        new: bool,
+        request_json: str | None = None,
+    ) -> bool:
+        """Commit the intent with those of the same few loop turns (:class:`GroupCommit`);
+        whether it was written (see :meth:`record_intent`)."""
+        statement = self.intent_statement(
+            key,
+            request,
+            provider=provider,
+            fingerprint=fingerprint,
+            run=run,
+            new=new,
+            request_json=request_json,
+        )
+        return await self._group.write(statement)
+
+    async def write_submitted(
+        self, key: str, task: Task, *, task_ids: list[str], attempts: int
+    ) -> None:
+        """Commit the task id with the writes of the same few loop turns."""
+        statement = self.submitted_statement(key, task, task_ids=task_ids, attempts=attempts)
+        await self._group.write(statement)
 
     def record_submitted(
         self, key: str | int, task: Task, *, task_ids: Sequence[str], attempts: int

@@ -21,7 +21,7 @@ def _omnivid_tasks() -> list[str]:
     return [
         t.get_name()
         for t in asyncio.all_tasks()
-        if "omnivid.batch._engine" in t.get_name() or "omnivid.batch._batch" in t.get_name()
+        if "omnivid.batch._engine" in t.get_name() or "omnivid.batch._handles" in t.get_name()
     ]
 
 

@@ -33,7 +33,7 @@ from ._job import BatchOptions
 from ._outcome import BatchStats, Event, Outcome
 
 if TYPE_CHECKING:
-    from .._client import AsyncClient
+    from ._client import BatchClient
 
 __all__ = ["Batch", "BatchInput", "BatchItem", "MapRun"]
 
@@ -45,7 +45,7 @@ BatchInput = Iterable[BatchItem] | AsyncIterable[BatchItem]
 class _BatchBase(abc.ABC):
     """What ``MapRun`` and ``Batch`` share: lifecycle, iteration, statistics, events."""
 
-    def __init__(self, client: AsyncClient, options: BatchOptions) -> None:
+    def __init__(self, client: BatchClient, options: BatchOptions) -> None:
         self._client = client
         self._engine = Engine(client, options)
         self._tg: anyio.abc.TaskGroup | None = None
@@ -157,7 +157,7 @@ class MapRun(_BatchBase):
     taken; the jobs already taken finish, then the iterator raises that error.
     """
 
-    def __init__(self, client: AsyncClient, requests: BatchInput, options: BatchOptions) -> None:
+    def __init__(self, client: BatchClient, requests: BatchInput, options: BatchOptions) -> None:
         if isinstance(requests, VideoRequest | str | bytes) or not isinstance(
             requests, Iterable | AsyncIterable
         ):
@@ -179,7 +179,7 @@ class Batch(_BatchBase):
     ends after the last outcome (without ``close()`` it waits for more).
     """
 
-    def __init__(self, client: AsyncClient, options: BatchOptions) -> None:
+    def __init__(self, client: BatchClient, options: BatchOptions) -> None:
         super().__init__(client, options)
         self._inbox = _Inbox(max(1, self._engine.prefetch))
         self._next_key = 0

@@ -1,0 +1,158 @@
+"""Submitting: the budget reservation, the journal's intent before the POST and task id after
+it, requeues of submits that provably never reached the provider, and ambiguous submits.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from attrs import evolve
+
+from ..._aio import clock as _clock
+from ..._http.transport import _NotSent
+from ...errors import (
+    BudgetExceededError,
+    OmnividError,
+    RateLimitError,
+    SubmissionUnknownError,
+    ValidationError,
+)
+from .._job import Job
+from .._policy import estimate_cost, reserved_after_submit
+from .._poller import SUBMIT
+from .poll import Polling
+
+log = logging.getLogger("omnivid")
+
+__all__ = ["Submitting"]
+
+_MAX_REQUEUES = 20
+
+
+class Submitting(Polling):
+    """Submits jobs that hold a slot; a submitted job goes on to polling."""
+
+    async def _submit(self, job: Job) -> None:
+        """Submit ``job`` (it holds a slot); ends with the job polled, requeued or ended."""
+        job.phase = "submitting"
+        if not job.reserved:
+            job.estimate = estimate_cost(self.provider, job.request, self.options.cost_estimate)
+            if not await self.budget.reserve(job.estimate):
+                self.slots.release()
+                if job.task is not None and job.task.is_terminal:
+                    self._end_failed(job, job.task)  # a resubmission the budget forbids
+                else:
+                    message = self.budget.describe(job.estimate)
+                    self._end_not_submitted(
+                        job,
+                        BudgetExceededError(
+                            message, provider=self.provider.name, model=job.request.model
+                        ),
+                    )
+                return
+            job.reserved = job.estimate
+        if job.body is None:
+            try:
+                job.body = self.client.build_body(job.request)
+            except ValidationError as exc:
+                self._release_reservation(job)
+                self.slots.release()
+                self._end_not_submitted(job, exc)
+                return
+        job.phase = "posting"  # from here a cancelled job's intent may be in the journal
+        conflict = await self._journal.intent(job)
+        if conflict is not None:
+            self._release_reservation(job)
+            self.slots.release()
+            self._end(job, error=conflict, kind="not_submitted")
+            return
+        try:
+            task = await self.client.submit(job.request, body=job.body)
+        except SubmissionUnknownError as exc:
+            self._on_ambiguous(job, exc)
+            return
+        except (RateLimitError, _NotSent) as exc:
+            self._release_reservation(job)
+            self._requeue(job, exc)
+            return
+        except OmnividError as exc:
+            # an error answer (400, 401, 402, 403...): the provider did not create a task
+            self._release_reservation(job)
+            self.slots.release()
+            self._end_not_submitted(job, exc)
+            return
+        # the task id is in memory before anything awaits (a cancelled batch reports it), and
+        # in the journal before the job goes on (group-committed: see _group_commit)
+        job.phase = "recording"
+        now = _clock.now()
+        self.client._submitted_at.pop(task.id, None)  # (kept for `watch`; a batch has its own)
+        if task.model is None:
+            task = evolve(task, model=job.request.model)
+        job.task = task
+        job.attempts += 1
+        job.task_ids.append(task.id)
+        job.submitted_at = now
+        job.first_poll = True
+        job.poll_failures = 0
+        job.requeues = 0
+        self._by_task[task.id] = job
+        self._counts["submitted"] += 1
+        reserve = reserved_after_submit(task, job.estimate)
+        self.budget.adjust(job.reserved, reserve)
+        job.reserved = reserve
+        if self.options.deadline is not None:
+            job.deadline_at = now + self.options.deadline * self.time_scale
+        await self._journal.submitted(job, task)
+        self.events.emit("submitted", job.key, task.id, attempt=job.attempts)
+        if self._schedule_poll(job, now, inline=True):
+            await self._poll(job)
+
+    def _requeue(self, job: Job, exc: OmnividError) -> None:
+        """The provider provably did not take the submit (429, never sent): send it again."""
+        job.requeues += 1
+        if job.requeues > _MAX_REQUEUES:
+            self.slots.release()
+            self._end_not_submitted(job, exc)
+            return
+        now = _clock.now()
+        wait = self.client.retry.backoff_wait(min(job.requeues, 8), self._rng)
+        due = max(now + wait, self.client.gate.closed_until)
+        reason = "rate_limited" if isinstance(exc, RateLimitError) else "not_sent"
+        self.events.emit(
+            "retrying", job.key, None, reason=reason, delay=due - now, attempt=job.attempts + 1
+        )
+        job.phase = "backoff"
+        self._schedule.push(due, SUBMIT, job)
+
+    def _on_ambiguous(self, job: Job, exc: SubmissionUnknownError) -> None:
+        """The submit may have been accepted: never resubmitted unless asked."""
+        self._counts["ambiguous"] += 1
+        job.ambiguous_count += 1
+        if job.reserved:  # it may be billed: the budget counts it as spent
+            self.budget.settle(job.reserved, job.reserved)
+            job.reserved = 0.0
+        # the provider may be running it: its slot stays taken for a typical task's duration
+        hold = self.options.ambiguous_hold
+        self._schedule.push_release(
+            _clock.now() + (job.typical if hold is None else hold) * self.time_scale
+        )
+        policy = self.options.resubmit
+        tries = job.attempts + job.ambiguous_count
+        if self.options.resubmit_ambiguous and tries < (policy.max_attempts if policy else 2):
+            log.warning(
+                "key %r: the submit may have been accepted (%s); resubmitting as asked "
+                "(fingerprint %s)",
+                job.key,
+                type(exc.cause).__name__ if exc.cause else "unknown",
+                job.fingerprint[:16],
+            )
+            self.events.emit("retrying", job.key, None, reason="ambiguous", attempt=tries + 1)
+            job.phase = "backoff"
+            self._dispatch(self._submit_with_new_slot, job)
+            return
+        self._journal.note(job, f"ambiguous submit: {exc}")
+        self._end(job, error=exc, kind="ambiguous", detail={"fingerprint": job.fingerprint})
+
+    async def _submit_with_new_slot(self, job: Job) -> None:
+        await self.slots.acquire()
+        await self._submit(job)

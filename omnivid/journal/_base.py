@@ -1,0 +1,167 @@
+"""The journal's seam: what a batch needs from a journal (:class:`JournalBackend`), and the
+entry a journal keeps per job (:class:`JournalEntry`).
+
+A journal keeps one entry per job key. Its ``state`` moves::
+
+    intent ──> submitted ──> completed | failed | cancelled
+      │  ^          │
+      │  └──────────┘ (a failed task resubmitted: a new intent, the old task id kept)
+      └──> not_submitted   (never reached the provider: budget, invalid, refused)
+
+The batch engine talks to a journal only through :class:`JournalBackend` (by way of
+``omnivid.batch._journal_link``): the SQLite journal (:mod:`._sqlite`) is one implementation;
+another backend implements the same methods and needs no change in ``omnivid.batch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from attrs import frozen
+
+from .._models import Task, VideoRequest, converter
+from ..providers import get_provider
+
+__all__ = ["TERMINAL_STATES", "JournalBackend", "JournalEntry", "JournalState", "TaskForm"]
+
+JournalState = Literal["intent", "submitted", "completed", "failed", "cancelled", "not_submitted"]
+TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+TaskForm = Literal["body", "provider", "omnivid"]
+
+
+@frozen(kw_only=True)
+class JournalEntry:
+    """One job as the journal knows it; times are unix seconds.
+
+    ``request`` is ``VideoRequest.to_dict()``; ``task`` is the finished task's JSON in the form
+    ``task_form`` says: ``'body'``, the provider's whole task-status response; ``'provider'``,
+    the provider's task object (``Task.raw``); or ``'omnivid'``, the cattrs form of ``Task``.
+    :meth:`to_task` reads each."""
+
+    key: str
+    fingerprint: str
+    provider: str
+    model: str
+    request: Mapping[str, Any]
+    state: JournalState
+    task_id: str | None
+    task_ids: tuple[str, ...]
+    attempts: int
+    status: str | None
+    cost: float | None
+    task: Mapping[str, Any] | None
+    task_form: TaskForm | None
+    error: str | None
+    downloads: tuple[Path, ...]
+    run: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def terminal(self) -> bool:
+        """True when the job's task finished (completed, failed or cancelled)."""
+        return self.state in TERMINAL_STATES
+
+    @property
+    def ambiguous(self) -> bool:
+        """True when a submit was intended but its answer never recorded."""
+        return self.state == "intent"
+
+    def video_request(self) -> VideoRequest:
+        """The recorded request as a ``VideoRequest``."""
+        return VideoRequest.from_dict(self.request)
+
+    def to_task(self) -> Task | None:
+        """The recorded task as a ``Task`` (None before it finished).
+
+        A task kept in the provider's form is parsed again by that provider's adapter, which
+        must be registered (``ConfigurationError`` if not)."""
+        if self.task is None:
+            return None
+        if self.task_form == "omnivid" or self.task_form is None:
+            return converter.structure(dict(self.task), Task)
+        adapter = get_provider(self.provider)
+        if self.task_form == "body":
+            return adapter.parse_task(self.task, model=self.model)
+        return adapter.task_from_raw(self.task, model=self.model)
+
+
+@runtime_checkable
+class JournalBackend(Protocol):
+    """What a batch needs from a journal.
+
+    The two records that must be durable before the batch goes on are awaited:
+    :meth:`write_intent` before a submit's POST and :meth:`write_submitted` right after it.
+    A terminal task, an error note and a job that never reached the provider are recorded
+    without waiting (a backend may hold them until its next commit, :meth:`flush` or
+    :meth:`close`: losing one costs a poll on a rerun, never a submit).
+    """
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        ...
+
+    def keys(self) -> set[str]:
+        """Every key with an entry (read when a batch starts)."""
+        ...
+
+    def get(self, key: str | int) -> JournalEntry | None:
+        """The entry for ``key`` (found when resuming), or None."""
+        ...
+
+    async def write_intent(
+        self,
+        key: str,
+        request: VideoRequest,
+        *,
+        provider: str,
+        fingerprint: str,
+        run: str,
+        new: bool,
+        request_json: str | None = None,
+    ) -> bool:
+        """Commit the intent to submit ``request`` under ``key``, before the POST.
+
+        With ``new=True`` the key must have no entry yet: False (nothing written, a conflict
+        to report) when another job holds it."""
+        ...
+
+    async def write_submitted(
+        self, key: str, task: Task, *, task_ids: list[str], attempts: int
+    ) -> None:
+        """Commit the task id a submit returned, right after the POST."""
+        ...
+
+    def record_finished(
+        self, key: str | int, task: Task, *, cost: float, body: str | None = None
+    ) -> None:
+        """Record a terminal task and what the job cost."""
+        ...
+
+    def record_error(self, key: str | int, message: str) -> None:
+        """Note an error on the entry without changing its state."""
+        ...
+
+    def record_not_submitted(
+        self,
+        key: str | int,
+        request: VideoRequest,
+        *,
+        provider: str,
+        reason: str,
+        fingerprint: str | None = None,
+        run: str | None = None,
+    ) -> None:
+        """Record that the job never reached the provider (a rerun may submit it)."""
+        ...
+
+    def flush(self) -> None:
+        """Commit what is pending."""
+        ...
+
+    def close(self) -> None:
+        """Commit what is pending and close (idempotent)."""
+        ...
