@@ -1,14 +1,22 @@
-"""Simulated time, tasks and their lifecycle, the money ledger and per-key rate limits."""
+"""Simulated time, tasks and their lifecycle, the money ledger and per-key rate limits.
+
+`SimState` bundles them with the settings, the counters and the random source: it is what the
+simulator's parts (`Simulator` itself, the API routes, file serving, fault drawing, callbacks)
+share.
+"""
 
 from __future__ import annotations
 
 import heapq
 import math
+import random
 import time
 
 import attrs
 
+from ._config import FaultConfig, SimConfig
 from ._markers import Markers
+from ._stats import RequestRecord, SimStats
 from ._wire import TaskView
 
 PENDING_FRACTION = 0.05
@@ -184,6 +192,29 @@ class TokenBuckets:
         allowed = tokens >= 1.0
         self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
         return allowed
+
+
+@attrs.define(eq=False)
+class SimState:
+    """Everything the simulator's parts share: settings, counters, randomness and task state.
+
+    ``config``, ``faults`` and ``stats`` may be replaced while the simulator runs (and ``clock``
+    is replaced on start), so a part keeps the `SimState` and reads them from it every time.
+    One ``rng`` serves every draw (faults, outcomes, durations, task ids), so a seed replays a
+    run exactly.
+    """
+
+    config: SimConfig
+    faults: FaultConfig
+    rng: random.Random
+    clock: SimClock
+    stats: SimStats = attrs.Factory(SimStats)
+    request_log: list[RequestRecord] = attrs.Factory(list)
+    store: TaskStore = attrs.Factory(TaskStore)
+    ledger: Ledger = attrs.Factory(Ledger)
+    buckets: TokenBuckets = attrs.Factory(TokenBuckets)
+    # How often each fault marker has fired, by (stage, scope, marker text).
+    marker_hits: dict[tuple[str, str, str], int] = attrs.Factory(dict)
 
 
 def format_retry_after(seconds: float) -> str:
