@@ -1,4 +1,30 @@
-"""The ``omnivid`` command line: ``omnivid --help``."""
+"""The ``omnivid`` command line (also ``python -m omnivid``).
+
+Commands::
+
+    omnivid batch JOBS.jsonl --out DIR [--provider P] [--max-in-flight N] [--max-cost X]
+                  [--simulate] [--resubmit-ambiguous] [--strict]
+    omnivid generate PROMPT --model M [--image PATH_OR_URL]... [--video ...] [--duration D]
+                  --out DIR [--simulate]
+    omnivid status TASK_ID --provider P [--json]
+    omnivid download TASK_ID --provider P --out DIR [--overwrite]
+    omnivid models [--json]
+    omnivid sim [simulator options]            (see ``omnivid sim --help``)
+
+Exit status: 0 when everything succeeded, 1 when a job or task failed, 2 for a usage, input or
+configuration error (printed as one ``omnivid: error: ...`` line, never a traceback), 130 after
+Ctrl-C (143 after SIGTERM), once the task ids still running have been printed.
+
+API keys come only from the environment (``APIMART_API_KEY``, ``EVOLINK_API_KEY``); base URLs
+from ``--base-url`` or ``OMNIVID_<PROVIDER>_BASE_URL``. ``--simulate`` runs against an
+in-process simulator instead, with no key at all.
+
+Modules: ``_main`` (the entry point), ``_parser`` (every command's arguments), one module per
+command (``_batch`` with ``_batch_run``, ``_generate``, ``_tasks`` for status and download,
+``_list_models``, ``_sim``), and what they share: ``_common`` (exit statuses, the client),
+``_env`` (endpoints and keys), ``_jobs`` (the jobs file), ``_progress`` (the display) and
+``_results`` (results.jsonl).
+"""
 
 from ._main import main
 

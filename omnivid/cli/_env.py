@@ -22,6 +22,7 @@ from attrs import field, frozen
 
 from ..errors import ConfigurationError
 from ..providers import get_provider, list_providers
+from ..testing import Simulator
 from ._jobs import UsageError
 
 __all__ = [
@@ -105,8 +106,6 @@ async def simulated_endpoints(
     providers: Iterable[str], *, time_scale: float, seed: int | None = None
 ) -> AsyncIterator[dict[str, Endpoint]]:
     """Start an in-process simulator for the duration of the block and point at it."""
-    from ..testing import Simulator
-
     async with Simulator(time_scale=time_scale, seed=seed) as sim:
         yield {
             name: Endpoint(provider=name, base_url=sim.base_url(name), api_key=sim.api_key)
