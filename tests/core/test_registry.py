@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import pytest
+from wirehelp import Reply, Scripted
 
 import omnivid
 from omnivid import TaskStatus
@@ -13,8 +14,6 @@ from omnivid.providers import CheckOptions, ModelSpec, Provider, get_provider
 from omnivid.providers import _base as registry
 from omnivid.providers._base import DEFAULT_CHECKS
 from omnivid.testing import FAILURES
-
-from .conftest import Reply, Scripted
 
 
 def _check(request: omnivid.VideoRequest, options: CheckOptions) -> None:

@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from wirehelp import SEEDS, Reply, Scripted
 
 import omnivid
 from omnivid import errors
 from omnivid.providers import get_provider, provider_for_model
-
-from .conftest import SEEDS, Reply, Scripted
 
 ERRORS = [
     # file, HTTP status, class, code (most specific), type, wire code

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wirehelp import Recorder
 
 import omnivid
 from omnivid.errors import ValidationError
 from omnivid.testing import Simulator, video_bytes
-
-from .conftest import Recorder
 
 GEMINI = "gemini-omni-flash-preview"
 EXT = "Omni-Flash-Ext"

@@ -15,12 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from wirehelp import Recorder, Reply, Scripted
 
 import omnivid
 from omnivid import errors
 from omnivid.testing import Simulator
-
-from .conftest import Recorder, Reply, Scripted
 
 EXT = "Omni-Flash-Ext"
 R2V = "gemini-omni-flash-reference-to-video"

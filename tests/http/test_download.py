@@ -6,13 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from wirehelp import Recorder
 
 import omnivid
 from omnivid import errors
 from omnivid._http.download import download_task
 from omnivid.testing import Simulator, video_bytes
-
-from .conftest import Recorder
 
 GEMINI = "gemini-omni-flash-preview"
 R2V = "gemini-omni-flash-reference-to-video"

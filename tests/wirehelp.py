@@ -1,4 +1,4 @@
-"""Fixtures for the core SDK tests: seed payloads, an HTTP recorder and a scripted server.
+"""Wire helpers for the core and HTTP tests: seed payloads, an HTTP recorder, a scripted server.
 
 * ``seed(name)`` loads ``tests/fixtures/seeds/NAME`` (the documents' example payloads).
 * ``recorder`` is an aiohttp session whose every request start is recorded (method, URL,
@@ -22,7 +22,7 @@ import attrs
 import pytest
 from aiohttp import web
 
-SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
+SEEDS = Path(__file__).resolve().parent / "fixtures" / "seeds"
 
 
 @pytest.fixture
