@@ -10,7 +10,8 @@ Hierarchy::
     ├── ValidationError             (bad request, caught before the network; also a ValueError)
     │   └── JournalConflictError    (a journal key already holds a different request)
     ├── TransportError              (connection failed, reset, timed out)
-    │   └── TransportTimeoutError
+    │   ├── TransportTimeoutError
+    │   └── EndpointUnreachableError (no request ever reached the endpoint: refused, no DNS)
     ├── APIError                    (the provider answered with an error status)
     │   ├── BadRequestError         (400)
     │   ├── AuthenticationError     (401)
@@ -40,6 +41,7 @@ __all__ = [
     "BudgetExceededError",
     "ConfigurationError",
     "DownloadError",
+    "EndpointUnreachableError",
     "InsufficientCreditError",
     "JournalConflictError",
     "NotFoundError",
@@ -127,6 +129,15 @@ class TransportError(OmnividError):
 
 class TransportTimeoutError(TransportError, TimeoutError):
     """The HTTP exchange timed out."""
+
+
+class EndpointUnreachableError(TransportError):
+    """No request has ever reached the endpoint (connection refused, DNS failure) for a while:
+    nothing was sent, so nothing can have been billed. ``url`` is the endpoint's base URL."""
+
+    def __init__(self, message: str, *, url: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.url = url
 
 
 class APIError(OmnividError):
