@@ -93,7 +93,8 @@ class ApiRoutes:
         if budget is not None and task.held > state.ledger.remaining(key, budget) + 1e-9:
             raise ApiError("insufficient_quota")
         state.ledger.hold(key, task.held)
-        in_flight = state.store.add(task)
+        task.fingerprint = fp
+        in_flight = state.store.add(task)  # on file (with a state file) before the answer
         stats = state.stats
         stats.max_in_flight[key] = max(stats.max_in_flight.get(key, 0), in_flight)
         stats.tasks.append(task.id)

@@ -13,6 +13,7 @@ delivered by ``_callbacks``.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from contextlib import suppress
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import attrs
 from aiohttp import web
 from anyio.abc import TaskGroup
@@ -30,6 +32,7 @@ from ._api import ApiRoutes
 from ._callbacks import Callbacks
 from ._config import PROVIDERS, FaultConfig, SimConfig
 from ._files import FileServer
+from ._persist import StateFile
 from ._replies import EXCHANGE, Exchange, add_request_id
 from ._state import SimClock, SimState, SimTask
 from ._stats import RequestRecord, SimStats
@@ -43,6 +46,11 @@ class Simulator:
 
     ``Simulator(config, faults=..., **options)``: ``options`` are `SimConfig` or `FaultConfig`
     field names, overriding ``config`` (``Simulator(time_scale=0.001, error_5xx_rate=0.1)``).
+
+    ``state_file``: a file (SQLite) keeping the tasks, their clock, the money ledger and the
+    ledger of tasks per fingerprint, written as they change; a simulator started on a file an
+    earlier one left (even one killed with SIGKILL) goes on with its tasks, its time and its
+    random source (so the seed only applies to a new file). See ``omnivid.testing._persist``.
     """
 
     def __init__(
@@ -50,6 +58,7 @@ class Simulator:
         config: SimConfig | None = None,
         *,
         faults: FaultConfig | None = None,
+        state_file: str | os.PathLike[str] | None = None,
         **options: Any,
     ) -> None:
         fault_fields = {field.name for field in attrs.fields(FaultConfig)}
@@ -71,6 +80,9 @@ class Simulator:
         self._wake: asyncio.Event | None = None
         self._tg: TaskGroup | None = None
         self._port: int | None = None
+        self._state_path = state_file
+        self._state_file: StateFile | None = None
+        self._state_loaded = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -90,15 +102,17 @@ class Simulator:
         """Bind the server and start driving task lifecycles."""
         if self._runner is not None:
             raise RuntimeError("simulator already started")
-        self._state.clock = SimClock(self.config.time_scale)
+        start = self._open_state_file()
+        self._state.clock = SimClock(self.config.time_scale, start)
         runner = web.AppRunner(
             self._build_app(), access_log=None, handle_signals=False, shutdown_timeout=0.25
         )
-        await runner.setup()
         try:
+            await runner.setup()
             await web.TCPSite(runner, self.config.host, self.config.port).start()
         except BaseException:
             await runner.cleanup()
+            self._close_state_file()
             raise
         self._runner = runner
         self._port = int(runner.addresses[0][1])
@@ -108,13 +122,47 @@ class Simulator:
         tg.start_soon(self._drive, name="omnivid-sim-driver")
 
     async def close(self) -> None:
-        """Stop serving, cancel pending callbacks and release every resource."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        """Stop serving, cancel pending callbacks and release every resource.
+
+        Safe while the caller is being cancelled (Ctrl-C in a program that runs a simulator):
+        the task group `start` opened is closed first, while its cancel scope is still the
+        innermost one of this task, and the server's shutdown then runs shielded (bounded by its
+        0.25 s shutdown timeout) instead of being cut short with that group left open.
+        """
         tg, self._tg = self._tg, None
-        await close_task_group(tg)  # the driver and pending callback deliveries
-        await self._callbacks.close()
+        try:
+            await close_task_group(tg)  # the driver and pending callback deliveries
+        finally:
+            with anyio.CancelScope(shield=True):
+                runner, self._runner = self._runner, None
+                try:
+                    if runner is not None:
+                        await runner.cleanup()
+                    await self._callbacks.close()
+                finally:
+                    self._close_state_file()
+
+    def _open_state_file(self) -> float | None:
+        """Open and lock ``state_file`` (if any); the first time, load what it holds. Returns
+        the simulated time to start from (None: the real time)."""
+        if self._state_path is None:
+            return None
+        state_file = StateFile.open(self._state_path)
+        if self._state_loaded:  # started again: the tasks in memory are the newest
+            start: float | None = self._state.clock.now()
+            state_file.attach(self._state)
+            state_file.save(list(self._state.store.tasks.values()))
+        else:
+            start = state_file.load(self._state)
+            self._state_loaded = True
+        self._state_file = state_file
+        return start
+
+    def _close_state_file(self) -> None:
+        state_file, self._state_file = self._state_file, None
+        if state_file is not None:
+            self._state.store.saver = None
+            state_file.close()
 
     # -- public API --------------------------------------------------------------------------
 
@@ -313,6 +361,9 @@ class Simulator:
             if next_end is not None:
                 clock = self._state.clock
                 delay = max(0.0, clock.real_seconds(next_end - clock.now()))
+            if self._state_file is not None:  # keep the time on file near the real one
+                self._state_file.save_clock()
+                delay = 1.0 if delay is None else min(delay, 1.0)
             with suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()

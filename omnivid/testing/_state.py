@@ -11,6 +11,7 @@ import heapq
 import math
 import random
 import time
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -28,12 +29,13 @@ class SimClock:
     """Simulated wall-clock time: runs ``1 / time_scale`` times as fast as real time.
 
     ``now()`` is in simulated unix seconds; ``advance()`` jumps it forward (task ends and URL
-    expiry follow).
+    expiry follow). It starts at the real time, or at ``start`` (a simulator going on from its
+    state file).
     """
 
-    def __init__(self, time_scale: float) -> None:
+    def __init__(self, time_scale: float, start: float | None = None) -> None:
         self.time_scale = time_scale
-        self._wall0 = time.time()
+        self._wall0 = time.time() if start is None else start
         self._mono0 = time.monotonic()
         self._offset = 0.0
 
@@ -70,6 +72,7 @@ class SimTask:
     price: tuple[float, float] = (0.0, 0.0)  # (cost, credits) charged on completion
     held: float = 0.0  # currency held against the key's budget until the task ends
     callback_url: str | None = None
+    fingerprint: str = ""  # of the submit body that created it (see `_stats.fingerprint`)
     status: str | None = None  # set when terminal
     ended: float | None = None
     expires_at: float | None = None
@@ -125,21 +128,34 @@ class SimTask:
 
 
 class TaskStore:
-    """All tasks, the schedule of their ends, and the non-terminal count per key."""
+    """All tasks, the schedule of their ends, and the non-terminal count per key.
+
+    ``saver``, when set, is called with the tasks that changed (a new task, tasks that ended)
+    before `add` or `advance` returns: the simulator's state file writes them there, so a task
+    is on file before its submit is answered.
+    """
 
     def __init__(self) -> None:
         self.tasks: dict[str, SimTask] = {}
         self.in_flight: dict[str, int] = {}
+        self.saver: Callable[[Sequence[SimTask]], None] | None = None
         self._due: list[tuple[float, int, str]] = []
         self._seq = 0
 
     def add(self, task: SimTask) -> int:
         """Store a new task; returns the key's in-flight count including it."""
-        self.tasks[task.id] = task
-        self._seq += 1
-        heapq.heappush(self._due, (task.end_time, self._seq, task.id))
-        self.in_flight[task.api_key] = self.in_flight.get(task.api_key, 0) + 1
+        self.load(task)
+        if self.saver is not None:
+            self.saver([task])
         return self.in_flight[task.api_key]
+
+    def load(self, task: SimTask) -> None:
+        """Store a task as it is (a new one, or one read back from a state file, maybe ended)."""
+        self.tasks[task.id] = task
+        if task.status is None:
+            self._seq += 1
+            heapq.heappush(self._due, (task.end_time, self._seq, task.id))
+            self.in_flight[task.api_key] = self.in_flight.get(task.api_key, 0) + 1
 
     def get(self, task_id: str) -> SimTask | None:
         return self.tasks.get(task_id)
@@ -153,6 +169,8 @@ class TaskStore:
             task.finish(url_ttl)
             self.in_flight[task.api_key] -= 1
             done.append(task)
+        if done and self.saver is not None:
+            self.saver(done)
         return done
 
     def next_end(self) -> float | None:
