@@ -5,6 +5,8 @@ Layout of the output directory::
     DIR/journal.sqlite   every job's key, request fingerprint, task ids and state (the resume)
     DIR/results.jsonl    one line per job (see :mod:`omnivid.cli._results`)
     DIR/videos/          TASK_ID.mp4 (TASK_ID_N.mp4 when a task has several videos)
+    DIR/simulator.sqlite with --simulate: the simulator's tasks, clock and ledgers, so that a
+                         rerun (even after kill -9) finds the tasks the journal recorded
 
 One :class:`~omnivid.AsyncClient` and one ``map`` run per provider, concurrently, sharing the
 journal. A video is downloaded as soon as its task completes (at most ``--max-downloads`` at
@@ -71,7 +73,10 @@ async def run_batch(command: BatchCommand, *, interrupted: Sequence[int] = ()) -
     budgets = parse_max_cost(command.max_cost, providers)
     if command.simulate:
         async with simulated_endpoints(
-            providers, time_scale=command.time_scale, seed=command.sim_seed
+            providers,
+            time_scale=command.time_scale,
+            seed=command.sim_seed,
+            state_file=command.out / "simulator.sqlite",
         ) as endpoints:
             return await BatchRun(command, jobfile, budgets, interrupted).run(endpoints)
     base_urls = parse_base_urls(command.base_urls, providers)

@@ -3,7 +3,8 @@
 For each provider in use, the CLI needs a base URL and a key:
 
 * ``--simulate``: an in-process :class:`omnivid.testing.Simulator` (its URLs and its key);
-  no key needed, everything runs over loopback.
+  no key needed, everything runs over loopback. ``omnivid batch`` keeps its state in
+  ``DIR/simulator.sqlite``, so kill and resume work as against the real service.
 * otherwise the base URL is ``--base-url PROVIDER=URL`` (or a bare ``--base-url URL`` when one
   provider is in use), else ``OMNIVID_APIMART_BASE_URL`` / ``OMNIVID_EVOLINK_BASE_URL``, else
   the provider's public URL; the key comes only from the environment (``APIMART_API_KEY``,
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from attrs import field, frozen
 
@@ -103,10 +105,16 @@ def real_endpoints(
 
 @asynccontextmanager
 async def simulated_endpoints(
-    providers: Iterable[str], *, time_scale: float, seed: int | None = None
+    providers: Iterable[str],
+    *,
+    time_scale: float,
+    seed: int | None = None,
+    state_file: Path | None = None,
 ) -> AsyncIterator[dict[str, Endpoint]]:
-    """Start an in-process simulator for the duration of the block and point at it."""
-    async with Simulator(time_scale=time_scale, seed=seed) as sim:
+    """Start an in-process simulator for the duration of the block and point at it. With
+    ``state_file`` it keeps its tasks, clock and ledgers there, so the same command run again
+    (even after ``kill -9``) finds the tasks the last run submitted."""
+    async with Simulator(time_scale=time_scale, seed=seed, state_file=state_file) as sim:
         yield {
             name: Endpoint(provider=name, base_url=sim.base_url(name), api_key=sim.api_key)
             for name in sorted(set(providers))

@@ -4,8 +4,9 @@ last one stopped, even one killed with SIGKILL (``Simulator(state_file=PATH)``; 
 
 `StateFile` is a SQLite database. It holds every task, one row each, written when the task is
 created (before its submit is answered, so a task id a client recorded is always on file) and
-again when it ends; and one row each for the simulated time, the random source and how often
-each fault marker fired. The money ledger (held and spent per key) and the ledger of tasks per
+again when it ends; and one row each for the simulated time, the random source, how often each
+fault marker fired and the port (a restarted simulator listens on it again when it is free, so
+the result URLs it handed out still work). The money ledger (held and spent per key) and the ledger of tasks per
 request fingerprint are rebuilt from the tasks. The file survives the death of the process (every
 write is handed to the OS at once), not a power cut: nothing is synced to disk.
 
@@ -55,6 +56,8 @@ class StateFile:
         self._db = db
         self._state: SimState | None = None
         self._clock_saved = time.monotonic()
+        self.port: int | None = None
+        """The port the simulator last listened on (read by `load`)."""
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> StateFile:
@@ -123,6 +126,7 @@ class StateFile:
             stats.total_credits += credits
             stats.cost_by_key[task.api_key] = stats.cost_by_key.get(task.api_key, 0.0) + cost
         self.attach(state)
+        self.port = int(meta["port"]) if "port" in meta else None
         return float(meta["now"]) if "now" in meta else None
 
     def attach(self, state: SimState) -> None:
@@ -141,6 +145,13 @@ class StateFile:
                 rows,
             )
             self._write_meta(full=True)
+
+    def save_port(self, port: int) -> None:
+        """Write the port the simulator listens on (its result URLs name it)."""
+        self.port = port
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('port', ?)", (str(port),))
 
     def save_clock(self) -> None:
         """Write the simulated time, at most once a real second (the simulator's driver calls

@@ -109,13 +109,15 @@ class Simulator:
         )
         try:
             await runner.setup()
-            await web.TCPSite(runner, self.config.host, self.config.port).start()
+            await self._listen(runner)
         except BaseException:
             await runner.cleanup()
             self._close_state_file()
             raise
         self._runner = runner
         self._port = int(runner.addresses[0][1])
+        if self._state_file is not None:
+            self._state_file.save_port(self._port)
         self._callbacks.open()
         self._wake = asyncio.Event()
         self._tg = tg = await open_task_group()
@@ -142,6 +144,19 @@ class Simulator:
                 finally:
                     self._close_state_file()
 
+    async def _listen(self, runner: web.AppRunner) -> None:
+        """Bind ``config.port``; with port 0 and a state file, first the port it was on, so
+        the result URLs it handed out still work (a free port if that one is taken)."""
+        saved = self._state_file.port if self._state_file is not None else None
+        if self.config.port == 0 and saved:
+            site = web.TCPSite(runner, self.config.host, saved)
+            try:
+                await site.start()
+                return
+            except OSError:  # taken by now: the URLs handed out before are gone
+                await site.stop()
+        await web.TCPSite(runner, self.config.host, self.config.port).start()
+
     def _open_state_file(self) -> float | None:
         """Open and lock ``state_file`` (if any); the first time, load what it holds. Returns
         the simulated time to start from (None: the real time)."""
@@ -151,6 +166,7 @@ class Simulator:
         if self._state_loaded:  # started again: the tasks in memory are the newest
             start: float | None = self._state.clock.now()
             state_file.attach(self._state)
+            state_file.port = self._port
             state_file.save(list(self._state.store.tasks.values()))
         else:
             start = state_file.load(self._state)

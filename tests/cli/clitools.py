@@ -7,12 +7,17 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import omnivid
 
@@ -171,3 +176,20 @@ def start_sim(*options: str, time_scale: float = SIM_TIME_SCALE) -> SimProcess:
         proc.wait()
         raise RuntimeError(f"the simulator did not print its URLs (got {urls})")
     return SimProcess(proc, urls, time_scale)
+
+
+def wait_for_submitted(journal: Path, key: str, proc: subprocess.Popen[str]) -> str:
+    """Poll the journal (read-only) until ``key`` has a task id; returns it."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if journal.exists():
+            try:
+                with closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+                    row = db.execute("SELECT task_id FROM jobs WHERE key = ?", (key,)).fetchone()
+            except sqlite3.OperationalError:
+                row = None
+            if row and row[0]:
+                return str(row[0])
+        time.sleep(0.05)
+    pytest.fail("the batch never recorded a task id")

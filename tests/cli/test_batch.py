@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import pytest
 from clitools import (
     REPO,
     SIM_KEY,
@@ -19,6 +16,7 @@ from clitools import (
     read_results,
     run_cli,
     start_cli,
+    wait_for_submitted,
     write_jobs,
 )
 
@@ -260,23 +258,6 @@ def test_ctrl_c_lists_running_tasks(sim_process: SimProcess, tmp_path: Path) -> 
     (result,) = read_results(out)
     assert (result["status"], result["task_id"]) == ("interrupted", task_id)
     assert "1 interrupted" in stdout
-
-
-def wait_for_submitted(journal: Path, key: str, proc: subprocess.Popen[str]) -> str:
-    """Poll the journal (read-only) until ``key`` has a task id; returns it."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if journal.exists():
-            try:
-                with closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
-                    row = db.execute("SELECT task_id FROM jobs WHERE key = ?", (key,)).fetchone()
-            except sqlite3.OperationalError:
-                row = None
-            if row and row[0]:
-                return str(row[0])
-        time.sleep(0.05)
-    pytest.fail("the batch never recorded a task id")
 
 
 def test_works_without_rich(tmp_path: Path) -> None:

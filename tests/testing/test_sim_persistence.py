@@ -128,3 +128,22 @@ async def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"sim\.sqlite.*delete it"):
         async with Simulator(state_file=path):
             pass
+
+
+async def test_a_restart_listens_on_the_same_port(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Restarted on its file, the simulator takes its old port, so old result URLs still work;
+    a port taken meanwhile is given up for a free one."""
+    path = tmp_path / "sim.sqlite"
+    async with Simulator(time_scale=1.0, state_file=path) as first:
+        task_id = await create(http, first, "apimart", markers="[[duration=10]]")
+        first.advance(20)
+        url = first.file_url(task_id)
+    async with Simulator(time_scale=1.0, state_file=path) as second:
+        assert second.port == first.port
+        assert (await http.get(url)).status == 200
+    blocker = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=first.port)
+    async with blocker, Simulator(time_scale=1.0, state_file=path) as third:
+        assert third.port != first.port
+        assert (await http.get(third.file_url(task_id))).status == 200
