@@ -78,7 +78,7 @@ class BatchRun:
         self.interrupted = interrupted
         self.videos_dir = command.out / "videos"
         self.results = ResultsFile(command.out / "results.jsonl")
-        self.records: dict[str, ResultRecord] = {}
+        self.records: dict[int, ResultRecord] = {}  # by line: a reused key has its own row
         self.running: dict[str, str] = {}
         self.downloading: dict[str, Outcome] = {}
         self.unanswered: set[str] = set()
@@ -249,7 +249,7 @@ class BatchRun:
         )
 
     def _finish(self, record: ResultRecord, *, show: bool = True) -> None:
-        self.records[record.key] = record
+        self.records[record.line] = record
         self.running.pop(record.key, None)
         self.downloading.pop(record.key, None)
         if record.cost and not record.from_journal and record.provider:
@@ -263,17 +263,17 @@ class BatchRun:
     def _all_records(self) -> list[ResultRecord]:
         records = dict(self.records)
         for key, job in self.jobs_by_key.items():
-            if key in records:
+            if job.line in records:
                 continue
             if key in self.downloading:
-                records[key] = self._record(
+                records[job.line] = self._record(
                     job,
                     self.downloading[key],
                     error="the batch stopped before the download finished; rerun to download",
                 )
                 continue
             task_id = self.running.get(key)
-            records[key] = ResultRecord(
+            records[job.line] = ResultRecord(
                 key=key,
                 line=job.line,
                 status="interrupted",
@@ -290,10 +290,15 @@ class BatchRun:
             )
         return list(records.values())
 
+    def _finished(self, key: str) -> bool:
+        """Whether the job keyed ``key`` has its row."""
+        job = self.jobs_by_key.get(key)
+        return job is not None and job.line in self.records
+
     # -- reporting ---------------------------------------------------------------------------
     def _report_interrupted(self) -> None:
         journal = self.command.journal_path
-        running = {k: v for k, v in self.running.items() if k not in self.records}
+        running = {k: v for k, v in self.running.items() if not self._finished(k)}
         lines = []
         if running:
             lines.append(
@@ -302,7 +307,7 @@ class BatchRun:
             for key, task_id in sorted(running.items()):
                 provider = self.jobs_by_key[key].provider if key in self.jobs_by_key else "?"
                 lines.append(f"  key={key} task={task_id} ({provider})")
-        for key in sorted(self.unanswered - set(self.records)):
+        for key in sorted(k for k in self.unanswered if not self._finished(k)):
             lines.append(
                 f"  key={key}: its submit was cut off unanswered; a rerun reports it as ambiguous"
             )

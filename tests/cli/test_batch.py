@@ -97,6 +97,38 @@ def test_malformed_line_reported_and_rest_run(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_reused_key_keeps_one_row_per_line(tmp_path: Path) -> None:
+    """A later line reusing a key is an invalid row of its own: one row per line, counts agree."""
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        [
+            ext("first", key="a"),
+            ext("second", key="b"),
+            "# a comment line has no row",
+            ext("again", key="a"),
+            ext("bad", key="c", duration=7),
+            ext("fails [[fail:moderation]]", key="d"),
+        ],
+    )
+    out = tmp_path / "out"
+    done = run_cli(
+        "batch", str(jobs), "--out", str(out), "--simulate", "--sim-time-scale", "0.002",
+        "--progress", "log", "--max-attempts", "1",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"omnivid: {jobs}: line 4: key 'a' is already used on line 1" in done.stderr
+    results = read_results(out)
+    assert [(r["line"], r["key"], r["status"]) for r in results] == [
+        (1, "a", "completed"),
+        (2, "b", "completed"),
+        (4, "a", "invalid"),
+        (5, "c", "invalid"),
+        (6, "d", "failed"),
+    ]
+    assert "omnivid: 5 job(s): 2 ok, 1 failed, 2 invalid\n" in done.stdout
+    assert "[5/5] " in done.stderr  # the progress count reaches every line
+
+
 def test_missing_key_is_one_line(tmp_path: Path) -> None:
     """Without a key the batch stops before anything: one line naming the variable."""
     jobs = write_jobs(tmp_path / "jobs.jsonl", [ext("one")])
