@@ -12,10 +12,21 @@ Flow for one EvoLink submit through a client created with ``callbacks=receiver``
    (``wait``, ``watch``, ``map``) are woken at once, the task is kept for ``result(id)``, and
    the record is marked confirmed so duplicates are answered 200 without another read-back.
 
-Answers (never echoing the token or the body): 200 confirmed or duplicate; 400 malformed body;
-403 wrong token or task not issued by this receiver; 409 not terminal yet or the submit has not
-answered yet (the provider retries after 1, 2 and 4 s); 413 body over ``max_body``; 503 no
-client attached or the read-back failed within ``confirm_timeout`` (the provider retries).
+A token authenticates exactly one task: the one its submit created, or, for a submit whose
+answer was lost, the first task its callback names that reads back (same account, same model).
+A callback naming any other task is refused and changes nothing (no binding, no read-back, no
+"recovered" entry), so a token seen once cannot credit a paid task to the wrong job.
+
+Answers (never echoing the token or the body): 200 confirmed or duplicate; 400 malformed body
+(not a JSON task object, or ``id`` missing or not a string); 403 wrong token, a token issued for
+another task, or a task not issued by this receiver; 409 not terminal yet or the submit has not
+answered yet (the provider retries after 1, 2 and 4 s); 413 body over ``max_body``; 429 the
+task was read back less than ``readback_interval`` ago; 503 no client attached or the read-back
+failed within ``confirm_timeout`` (the provider retries).
+
+Read-backs are bounded per token, so forged or replayed callbacks cannot make the receiver
+hammer the provider: at most one is in flight (copies wait for it, then are answered from its
+result) and none starts within ``readback_interval`` of the last one.
 
 A callback whose token belongs to a submit that failed with ``SubmissionUnknownError`` (the
 provider accepted it, but its answer was lost) recovers that task id: it is read back, bound,
@@ -46,7 +57,7 @@ from attrs import define, frozen
 
 from .._models import Task
 from .._polling import PollPolicy
-from ..errors import ConfigurationError, OmnividError, ValidationError
+from ..errors import ConfigurationError, NotFoundError, OmnividError, ValidationError
 from ..providers._rules import Checker
 from ._store import MemoryTokenStore, TokenRecord, TokenStore
 
@@ -98,8 +109,13 @@ class Recovered:
 @define
 class _Issued:
     fingerprint: str
+    model: str | None = None
     state: Literal["in-flight", "ambiguous", "bound"] = "in-flight"
     task_id: str | None = None
+
+
+_NOT_FOUND = object()
+"""A read-back answered 404: the task does not exist for this account."""
 
 
 def _reply(code: int, **body: str) -> CallbackReply:
@@ -118,12 +134,16 @@ class CallbackReceiver:
     ``store`` keeps token digests (default :class:`MemoryTokenStore`: this process only).
     ``fallback_poll`` is the client's poll policy unless it is given one. ``confirm_timeout``
     (real seconds, below EvoLink's 10 s callback timeout) bounds the read-back. ``max_body``
-    bytes is the largest callback body read. ``max_remembered`` bounds the in-memory maps of
-    issued tokens, confirmed results and pending wake-ups. ``clock`` gives wall time.
+    bytes is the largest callback body read. ``readback_interval`` (provider seconds, scaled
+    by the attached client's ``time_scale``) is the least time between two read-backs for one
+    token. ``max_remembered`` bounds the in-memory maps of issued tokens, confirmed results,
+    pending wake-ups and read-back times. ``clock`` gives wall time.
 
     ``stats`` counts callbacks: ``received``, ``confirmed``, ``duplicate``, ``forged`` (wrong
-    or badly shaped token), ``unknown`` (no token issued for the task), ``malformed``,
-    ``too_large``, ``early``, ``unconfirmed``, ``unavailable`` and ``recovered``.
+    or badly shaped token, or a token of another task), ``unknown`` (no token issued for the
+    task, or a lost submit's token naming a task that does not read back as ours),
+    ``malformed``, ``too_large``, ``early``, ``unconfirmed``, ``throttled``, ``unavailable``
+    and ``recovered``.
     """
 
     def __init__(
@@ -134,6 +154,7 @@ class CallbackReceiver:
         fallback_poll: PollPolicy | None = None,
         confirm_timeout: float = 8.0,
         max_body: int = 64 * 1024,
+        readback_interval: float = 2.5,
         max_remembered: int = 50_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -147,6 +168,7 @@ class CallbackReceiver:
         self.fallback_poll = fallback_poll or DEFAULT_FALLBACK_POLL
         self.confirm_timeout = confirm_timeout
         self.max_body = max_body
+        self.readback_interval = readback_interval
         self.max_remembered = max_remembered
         self.stats: Counter[str] = Counter()
         self._clock = clock
@@ -156,6 +178,7 @@ class CallbackReceiver:
         self._wakes: OrderedDict[str, None] = OrderedDict()
         self._recovered: dict[str, Recovered] = {}
         self._locks: dict[str, tuple[anyio.Lock, list[int]]] = {}
+        self._read_at: OrderedDict[str, float] = OrderedDict()  # last read-back, per digest
 
     def __repr__(self) -> str:
         return f"<CallbackReceiver {self.public_url!r} confirmed={self.stats['confirmed']}>"
@@ -216,7 +239,9 @@ class CallbackReceiver:
         if field is None or body.get(field) is not None:
             return None, body
         token = secrets.token_urlsafe(TOKEN_BYTES)
-        self._remember(self._issued, token_digest(token), _Issued(request_fingerprint))
+        model = body.get("model")
+        issued = _Issued(request_fingerprint, model if isinstance(model, str) else None)
+        self._remember(self._issued, token_digest(token), issued)
         return token, {**body, field: self.url_for(token)}
 
     async def bind(self, task_id: str, token: str) -> None:
@@ -283,7 +308,7 @@ class CallbackReceiver:
         if not hmac.compare_digest(record.digest, digest):
             log.warning("rejected a callback for task %r: wrong token", task_id)
             return self._rejected("forged", 403, "invalid callback token")
-        return await self._confirm(client, task_id)
+        return await self._confirm(client, task_id, digest)
 
     async def _unbound(self, client: AsyncClient, task_id: str, digest: str) -> CallbackReply:
         issued = self._issued.get(digest)
@@ -292,26 +317,50 @@ class CallbackReceiver:
             return self._rejected("unknown", 403, "invalid callback token")
         if issued.state == "in-flight":
             return self._rejected("early", 409, "submit not answered yet; retry later")
-        # The token is ours, so the provider created this task from one of our submits. Either
-        # the store lost the record (expired, evicted, failed), or the submit's answer was lost.
-        lost = not (issued.state == "bound" and issued.task_id == task_id)
-        await self._store_digest(task_id, digest)
-        return await self._confirm(client, task_id, lost_from=issued.fingerprint if lost else None)
+        if issued.state == "bound" and issued.task_id != task_id:
+            return self._other_task(task_id)
+        if issued.state == "bound":
+            # the store lost the record (expired, evicted, failed); the token is this task's
+            await self._store_digest(task_id, digest)
+            return await self._confirm(client, task_id, digest)
+        return await self._confirm(client, task_id, digest, lost=issued)
+
+    def _other_task(self, task_id: str) -> CallbackReply:
+        log.warning("rejected a callback for task %r: its token was issued for another", task_id)
+        return self._rejected("forged", 403, "invalid callback token")
 
     async def _confirm(
-        self, client: AsyncClient, task_id: str, *, lost_from: str | None = None
+        self, client: AsyncClient, task_id: str, digest: str, *, lost: _Issued | None = None
     ) -> CallbackReply:
-        async with self._exclusive(task_id):
-            if await self._is_confirmed(task_id):
+        """Read ``task_id`` back (once per token at a time, not again within the interval) and
+        wake its waiters when it is terminal. ``lost``: the token of a submit whose answer was
+        lost, bound to ``task_id`` only if that task reads back as this account's."""
+        async with self._exclusive(digest):
+            if lost is not None and lost.state == "bound":  # a concurrent callback bound it
+                if lost.task_id != task_id:
+                    return self._other_task(task_id)
+                lost = None
+            if lost is None and await self._is_confirmed(task_id):
                 self.stats["duplicate"] += 1
                 return _reply(200, status="duplicate")
-            task = None
+            now = anyio.current_time()
+            last = self._read_at.get(digest)
+            if last is not None and 0 <= now - last < self._interval(client):
+                return self._rejected("throttled", 429, "task read back recently; retry later")
+            self._remember(self._read_at, digest, now)
+            found: Task | object | None = None
             with anyio.move_on_after(self.confirm_timeout):
-                task = await _quiet_get(client, task_id)
-            if task is None:
+                found = await _quiet_get(client, task_id)
+            if lost is not None and not self._is_our_task(found, lost):
+                log.warning("rejected a callback for task %r: not a task of ours", task_id)
+                return self._rejected("unknown", 403, "invalid callback token")
+            if not isinstance(found, Task):
                 return self._rejected("unavailable", 503, "could not read the task back")
-            if lost_from is not None:
-                self._recover(task, lost_from)
+            task = found
+            if lost is not None:
+                lost.state, lost.task_id = "bound", task_id
+                await self._store_digest(task_id, digest)
+                self._recover(task, lost.fingerprint)
             if not task.is_terminal:
                 return self._rejected("unconfirmed", 409, "task not finished; retry later")
             try:
@@ -326,6 +375,20 @@ class CallbackReceiver:
                 self._remember(self._wakes, task_id, None)
             log.info("callback for task %s confirmed: %s", task_id, task.status.value)
             return _reply(200, status="confirmed")
+
+    def _interval(self, client: AsyncClient) -> float:
+        return self.readback_interval * client.time_scale
+
+    @staticmethod
+    def _is_our_task(found: object, lost: _Issued) -> bool:
+        """Whether a lost submit's token may be bound to the task read back: it exists for
+        this account (a 404 means a made-up id or another account's task) and has the
+        submitted model. A read-back that failed otherwise proves nothing either way."""
+        if found is _NOT_FOUND:
+            return False
+        if isinstance(found, Task):
+            return lost.model is None or found.model in (None, lost.model)
+        return True
 
     def _recover(self, task: Task, fingerprint: str) -> None:
         if task.id not in self._recovered:
@@ -382,20 +445,28 @@ class CallbackReceiver:
 
 
 def _claimed_task_id(client: AsyncClient, body: bytes) -> str | None:
-    """The task id a callback body claims, or None when the body is not a task object."""
+    """The task id a callback body claims, or None when the body is not a task object or its
+    ``id`` is missing, not a string or not shaped like a task id."""
     try:
         data = json.loads(body)
         if not isinstance(data, dict):
             return None
+        claimed = data.get("id")
+        if not isinstance(claimed, str) or not TASK_ID_PATTERN.fullmatch(claimed):
+            return None
         task = client.provider.parse_task(data)
     except Exception:  # hostile input: any parse failure (deep nesting, odd numbers) is "malformed"
         return None
-    return task.id if isinstance(task.id, str) and TASK_ID_PATTERN.fullmatch(task.id) else None
+    return claimed if task.id == claimed else None
 
 
-async def _quiet_get(client: AsyncClient, task_id: str) -> Task | None:
+async def _quiet_get(client: AsyncClient, task_id: str) -> Task | object | None:
+    """The task read back; ``_NOT_FOUND`` for a 404; None when the read failed otherwise."""
     try:
         return await client.get(task_id)
+    except NotFoundError:
+        log.warning("task %s named by a callback does not exist for this account", task_id)
+        return _NOT_FOUND
     except OmnividError as exc:
         log.warning("could not read task %s back after its callback (%s)", task_id, exc)
         return None
