@@ -24,10 +24,11 @@ from ..errors import (
     JournalConflictError,
     OmnividError,
     SubmissionUnknownError,
+    TaskFailedError,
     ValidationError,
 )
 from ..journal._sqlite import Journal
-from ._common import EXIT_FAILED, EXIT_OK, client_for
+from ._common import EXIT_FAILED, EXIT_OK, client_for, failure_reason
 from ._env import Endpoint
 from ._jobs import Job, JobFile, UsageError
 from ._progress import BatchDisplay, ProgressMode
@@ -230,6 +231,8 @@ class BatchRun:
         task = outcome.task
         problem = outcome.error
         text = error if problem is None else str(problem)
+        if isinstance(problem, TaskFailedError):  # the row names provider, model and task
+            text = f"task {problem.task.status.value}: {failure_reason(problem.task)}"
         return ResultRecord(
             key=job.key,
             line=job.line,

@@ -85,9 +85,12 @@ def real_endpoints(
     providers: Iterable[str],
     base_urls: Mapping[str, str],
     environ: Mapping[str, str] | None = None,
+    *,
+    missing_key_hint: str = "or use --simulate to try omnivid without one",
 ) -> dict[str, Endpoint]:
     """Endpoints for real (or externally simulated) providers; a missing key raises
-    :class:`~omnivid.errors.ConfigurationError` naming the variable and ``--simulate``."""
+    :class:`~omnivid.errors.ConfigurationError` naming the variable and, in parentheses,
+    ``missing_key_hint`` (by default ``--simulate``: commands without it give their own)."""
     env = os.environ if environ is None else environ
     out: dict[str, Endpoint] = {}
     for name in sorted(set(providers)):
@@ -95,8 +98,7 @@ def real_endpoints(
         key = env.get(provider.env_var, "").strip()
         if not key:
             raise ConfigurationError(
-                f"no API key for {name}: set {provider.env_var} "
-                "(or use --simulate to try omnivid without one)"
+                f"no API key for {name}: set {provider.env_var} ({missing_key_hint})"
             )
         url = base_urls.get(name) or env.get(base_url_env_var(name)) or None
         out[name] = Endpoint(provider=name, base_url=url, api_key=key)

@@ -11,9 +11,10 @@ import anyio
 from .._models import TaskStatus, VideoRequest
 from ..errors import TaskTimeoutError
 from ..providers import get_provider, provider_for_model
-from ._common import EXIT_FAILED, EXIT_OK, client_for, time_scale
+from ._common import EXIT_FAILED, EXIT_OK, client_for, failure_reason, time_scale
 from ._env import Endpoint, parse_base_urls, real_endpoints, simulated_endpoints
 from ._progress import ProgressMode, TaskDisplay
+from ._results import clean_amount
 
 __all__ = ["generate"]
 
@@ -67,9 +68,13 @@ async def _generate_with(
                         last = snapshot
                         display.update(snapshot)
             except TimeoutError:
+                goes_on = (
+                    "it stops with the simulator"
+                    if args.simulate
+                    else f"it goes on at the provider: `omnivid status {task.id}{hint}`"
+                )
                 raise TaskTimeoutError(
-                    f"task {task.id} not finished after {args.timeout} s; it goes on at "
-                    f"the provider: `omnivid status {task.id}{hint}`",
+                    f"task {task.id} not finished after {args.timeout:g} s; {goes_on}",
                     task=last,
                     provider=name,
                     model=request.model,
@@ -85,15 +90,15 @@ async def _generate_with(
                         f"`omnivid download {task.id}{hint} --out {out}`"
                     )
         if last.status is not TaskStatus.COMPLETED:
-            why = f"{last.error.code}: {last.error.message}" if last.error else "no reason given"
+            why = failure_reason(last)
             print(f"omnivid: task {last.id} {last.status.value}: {why}", file=sys.stderr)
             return EXIT_FAILED
         paths = await client.download(last, out, overwrite=True)
     cost = ""
     if last.cost is not None:
-        cost = f", cost {last.cost:.2f}"
+        cost = f", cost {clean_amount(last.cost):.2f}"
     elif last.credits is not None:
-        cost = f", {last.credits:g} credits"
+        cost = f", {clean_amount(last.credits):g} credits"
     print(f"omnivid: task {last.id} completed{cost}", file=sys.stderr)
     for path in paths:
         print(path)
@@ -101,8 +106,6 @@ async def _generate_with(
 
 
 def _hint(name: str, endpoint: Endpoint, args: argparse.Namespace) -> str:
-    if getattr(args, "simulate", False):
-        return f" --provider {name}"
     extra = f" --base-url {name}={endpoint.base_url}" if endpoint.base_url else ""
     if args.time_scale is not None:
         extra += f" --time-scale {args.time_scale:g}"

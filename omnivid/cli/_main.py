@@ -1,15 +1,18 @@
 """The entry point, :func:`main`: parse the command line, run the command, turn its errors into
 one ``omnivid: error: ...`` line and an exit status (see :mod:`omnivid.cli`), stop it cleanly
-on SIGINT or SIGTERM, and send omnivid's log to stderr while it runs."""
+on SIGINT or SIGTERM, send omnivid's log to stderr while it runs, and let the reader of stdout
+go away early (``omnivid models | head -1``) without an error."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TextIO, cast
 
 import anyio
 
@@ -37,6 +40,11 @@ class Interrupted(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    with _stdout_reader_may_leave():
+        return _run(args_list)
+
+
+def _run(args_list: list[str]) -> int:
     if args_list and args_list[0] == "sim":
         return sim(args_list[1:])
     parser = build_parser()
@@ -70,6 +78,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f": {exc.filename}" if exc.filename else ""
             error(f"{exc.strerror or exc}{where}")
             return EXIT_FAILED
+
+
+class _Stdout:
+    """``sys.stdout`` while a command runs: once its reader has gone (a closed pipe), what is
+    left to print is dropped, and the command ends as it would have otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self.gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self.gone = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _stdout_reader_may_leave() -> Iterator[None]:
+    """The standard way with a closed pipe (``omnivid models | head -1``), minus the exit status
+    1 Python would give: no "Broken pipe" message, the command's own exit status. Once the pipe
+    is found closed, stdout is pointed at /dev/null so that Python's last flush is quiet too."""
+    real = sys.stdout
+    wrapper = _Stdout(real)
+    sys.stdout = cast(TextIO, wrapper)
+    try:
+        yield
+    finally:
+        sys.stdout = real
+        wrapper.flush()
+        if wrapper.gone:
+            with contextlib.suppress(OSError, ValueError):  # no file descriptor (captured)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, real.fileno())
+                os.close(devnull)
 
 
 @contextlib.contextmanager

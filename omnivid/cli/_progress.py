@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, Literal, Self, TextIO
 
 from .._models import Task
-from ._results import ResultRecord, format_spend
+from ._results import ResultRecord, clean_amount, format_spend
 
 __all__ = ["BatchDisplay", "ProgressMode", "TaskDisplay", "format_duration", "rich_available"]
 
@@ -151,9 +151,10 @@ class BatchDisplay:
         parts = [f"[{self.finished}/{self.total}]", word, f"key={record.key}"]
         if record.task_id:
             parts.append(f"task={record.task_id}")
-        if record.cost:
+        cost = clean_amount(record.cost or 0.0)
+        if cost:
             unit = " credits" if record.cost_unit == "credits" else ""
-            parts.append(f"cost={record.cost:.2f}{unit}")
+            parts.append(f"cost={cost:.2f}{unit}")
         if record.from_journal:
             parts.append("(journal)")
         if record.ok and record.videos:

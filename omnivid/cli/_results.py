@@ -19,9 +19,9 @@ Each line is a JSON object::
 * ``error``: refused by the provider (401, 402, 403...) or a task that could not be read.
 
 ``ok`` is true only for a completed task whose videos are all saved. ``cost`` is what the job's
-tasks cost, in the provider's billing unit (``cost_unit``: APIMart ``currency``, EvoLink
-``credits``); ``attempts`` counts the tasks created for the job (failed tasks resubmitted
-included). API keys are never written.
+tasks cost (rounded to 6 decimals, like ``credits``: no float residue), in the provider's billing
+unit (``cost_unit``: APIMart ``currency``, EvoLink ``credits``); ``attempts`` counts the tasks
+created for the job (failed tasks resubmitted included). API keys are never written.
 
 During a run lines are appended as jobs finish (a crash leaves a valid, partial file); at the end
 the file is replaced atomically by the complete list in batch-file order.
@@ -37,7 +37,7 @@ from typing import IO, Any
 
 from attrs import asdict, frozen
 
-__all__ = ["ResultRecord", "ResultsFile", "billing_unit", "format_spend"]
+__all__ = ["ResultRecord", "ResultsFile", "billing_unit", "clean_amount", "format_spend"]
 
 _CREDIT_BILLED = frozenset({"evolink"})
 
@@ -47,14 +47,21 @@ def billing_unit(provider: str | None) -> str:
     return "credits" if provider in _CREDIT_BILLED else "currency"
 
 
+def clean_amount(value: float) -> float:
+    """A cost or credit figure without float residue (sums of prices leave some): rounded to
+    6 decimals, and 0 when it is within 1e-9 of 0 (so never ``-0.00`` nor ``1.1e-16``)."""
+    return 0.0 if abs(value) < 1e-9 else round(value, 6)
+
+
 def format_spend(spend: Mapping[str, float], *, compact: bool = False) -> str:
     """``4.80``, ``204.68 credits``, or ``4.80 (apimart) + 204.68 credits (evolink)``;
     ``compact``: ``4.80 + 204.68cr``."""
     if not spend:
         return "0.00"
     parts = []
-    for provider, amount in sorted(spend.items()):
+    for provider, total in sorted(spend.items()):
         credits = billing_unit(provider) == "credits"
+        amount = clean_amount(total)
         if compact:
             parts.append(f"{amount:.2f}{'cr' if credits else ''}")
             continue
@@ -86,6 +93,9 @@ class ResultRecord:
     def to_json(self) -> str:
         """One JSON line (no trailing newline)."""
         data: dict[str, Any] = asdict(self)
+        for name in ("cost", "credits"):
+            if data[name] is not None:
+                data[name] = clean_amount(data[name])
         data["videos"] = list(self.videos)
         data["urls"] = list(self.urls)
         return json.dumps(data, ensure_ascii=False, sort_keys=False)

@@ -7,9 +7,11 @@ import json
 from typing import Any
 
 from .._models import Task, TaskStatus, converter
+from ..errors import DownloadError
 from ..providers import Provider, get_provider
-from ._common import EXIT_FAILED, EXIT_OK, client_for, error, time_scale
+from ._common import EXIT_FAILED, EXIT_OK, client_for, error, failure_reason, time_scale
 from ._env import Endpoint, parse_base_urls, real_endpoints
+from ._results import clean_amount
 
 __all__ = ["download", "status"]
 
@@ -17,7 +19,9 @@ __all__ = ["download", "status"]
 def _endpoint_for(args: argparse.Namespace) -> Endpoint:
     provider: Provider = get_provider(args.provider)
     base_urls = parse_base_urls(args.base_url, [provider.name])
-    return real_endpoints([provider.name], base_urls)[provider.name]
+    # these commands have no --simulate: a simulator's task is reached with its key and URL
+    hint = "for a task of `omnivid sim`: the key it printed, and --base-url with its URL"
+    return real_endpoints([provider.name], base_urls, missing_key_hint=hint)[provider.name]
 
 
 async def status(args: argparse.Namespace) -> int:
@@ -39,7 +43,7 @@ async def download(args: argparse.Namespace) -> int:
         task = await client.get(args.task_id)
         if task.status is not TaskStatus.COMPLETED:
             if task.is_terminal:
-                why = f"{task.error.code}: {task.error.message}" if task.error else "no reason"
+                why = failure_reason(task)
                 error(f"task {task.id} {task.status.value} ({why}): nothing to download")
             else:
                 error(
@@ -47,7 +51,11 @@ async def download(args: argparse.Namespace) -> int:
                     "download yet; try again when it has completed"
                 )
             return EXIT_FAILED
-        paths = await client.download(task, args.out, overwrite=args.overwrite)
+        try:
+            paths = await client.download(task, args.out, overwrite=args.overwrite)
+        except DownloadError as exc:  # the library's advice, in the command line's words
+            exc.message = exc.message.replace("overwrite=True", "--overwrite")
+            raise
     for path in paths:
         print(path)
     return EXIT_OK
@@ -60,12 +68,10 @@ def _task_json(task: Task) -> dict[str, Any]:
 
 
 def _task_text(task: Task) -> str:
-    rows: list[tuple[str, str]] = [
-        ("task", task.id),
-        ("provider", task.provider),
-        ("model", task.model or "?"),
-        ("status", f"{task.status.value} ({task.progress}%)"),
-    ]
+    rows: list[tuple[str, str]] = [("task", task.id), ("provider", task.provider)]
+    if task.model:  # APIMart's task status does not say
+        rows.append(("model", task.model))
+    rows.append(("status", f"{task.status.value} ({task.progress}%)"))
     if task.created_at:
         rows.append(("created", task.created_at.isoformat(timespec="seconds")))
     if task.completed_at:
@@ -75,8 +81,8 @@ def _task_text(task: Task) -> str:
     if task.actual_seconds is not None:
         rows.append(("took", f"{task.actual_seconds:g} s"))
     if task.cost is not None or task.credits is not None:
-        cost = f"{task.cost:.2f}" if task.cost is not None else "?"
-        credits = f" ({task.credits:g} credits)" if task.credits is not None else ""
+        cost = f"{clean_amount(task.cost):.2f}" if task.cost is not None else "?"
+        credits = f" ({clean_amount(task.credits):g} credits)" if task.credits is not None else ""
         rows.append(("cost", cost + credits))
     for video in task.videos:
         expires = (
@@ -86,6 +92,6 @@ def _task_text(task: Task) -> str:
         )
         rows.append(("video", video.url + expires))
     if task.error:
-        rows.append(("error", f"{task.error.code}: {task.error.message}"))
+        rows.append(("error", failure_reason(task)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

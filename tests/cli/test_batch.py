@@ -172,6 +172,7 @@ def test_failed_task_fails_the_job(tmp_path: Path) -> None:
     failed = read_results(tmp_path / "out")[1]
     assert (failed["status"], failed["ok"], failed["attempts"]) == ("failed", False, 1)
     assert "moderation" in failed["error"]
+    assert failed["error"].startswith("task failed: ") and "task_failed" not in failed["error"]
     assert "1 ok, 1 failed" in done.stdout
 
 

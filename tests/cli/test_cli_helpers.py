@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
+import attrs
 import pytest
 
+from omnivid import Task, TaskError, TaskStatus
+from omnivid.cli._common import failure_reason
 from omnivid.cli._env import Endpoint, parse_base_urls, real_endpoints
 from omnivid.cli._jobs import UsageError
 from omnivid.cli._progress import BatchDisplay, format_duration
-from omnivid.cli._results import ResultRecord, ResultsFile, format_spend
+from omnivid.cli._results import ResultRecord, ResultsFile, clean_amount, format_spend
+from omnivid.cli._tasks import _task_text
 from omnivid.errors import ConfigurationError
 
 
@@ -113,3 +118,44 @@ def test_journal_results_do_not_count_as_spend() -> None:
         ResultRecord(key="k", line=1, status="completed", ok=True, cost=1.0, from_journal=True)
     )
     assert (display.ok, display.spend) == (1, {})
+
+
+def test_amounts_show_no_float_residue(tmp_path: Path) -> None:
+    """Sums that leave float residue print and store as clean figures, never ``-0.00``."""
+    residue = 0.1 + 0.2 - 0.3  # 5.55e-17
+    assert clean_amount(residue) == 0.0 and clean_amount(-residue) == 0.0
+    assert clean_amount(0.1 + 0.2) == 0.3
+    assert format_spend({"apimart": -residue, "evolink": 102.34 + residue}) == (
+        "0.00 (apimart) + 102.34 credits (evolink)"
+    )
+    record = ResultRecord(
+        key="k", line=1, status="completed", ok=True, cost=0.1 + 0.2, credits=residue
+    )
+    row = json.loads(record.to_json())
+    assert (row["cost"], row["credits"]) == (0.3, 0.0)
+    stream = io.StringIO()
+    with BatchDisplay(1, stream=stream, mode="log") as display:
+        display.job_finished(attrs.evolve(record, cost=-residue))
+    assert stream.getvalue() == "[1/1] ok key=k\n"  # a zero cost is not shown, let alone -0.00
+
+
+def test_status_text_cleans_figures_and_skips_unknown_model() -> None:
+    """``omnivid status`` text: no ``model ?`` row, no float residue, the reason said once."""
+    task = Task(
+        id="task_1",
+        provider="apimart",
+        status=TaskStatus.FAILED,
+        progress=100,
+        cost=1.1102230246251565e-16,
+        credits=4 + 1.1102230246251565e-15,
+        error=TaskError(code="task_failed", message="content moderation rejected the prompt"),
+    )
+    text = _task_text(task)
+    assert "model" not in text and "?" not in text and "e-1" not in text
+    assert re.search(r"^cost\s+0\.00 \(4 credits\)$", text, re.M)
+    assert re.search(r"^error\s+content moderation rejected the prompt$", text, re.M)
+    evolink = attrs.evolve(
+        task, provider="evolink", model="m", error=TaskError(code="content_policy", message="no")
+    )
+    assert re.search(r"^model\s+m$", _task_text(evolink), re.M)
+    assert failure_reason(evolink) == "content_policy: no"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from clitools import SIM_KEY, SimProcess, run_cli
+from clitools import SIM_KEY, SimProcess, cli_env, run_cli
 
 EXT_ARGS = ["--model", "Omni-Flash-Ext", "--duration", "4"]
 
@@ -75,7 +76,8 @@ def test_generate_failed_task_exits_1(tmp_path: Path) -> None:
         "0.002",
     )
     assert done.returncode == 1
-    assert "failed: task_failed" in done.stderr
+    assert re.search(r"omnivid: task \S+ failed: \w", done.stderr)
+    assert "task_failed" not in done.stderr  # "failed" is said once
     assert "Traceback" not in done.stderr
 
 
@@ -97,6 +99,7 @@ def test_status_text_and_json(sim_process: SimProcess, finished_task: str) -> No
     assert text.returncode == 0, text.stderr
     assert re.search(r"status\s+completed \(100%\)", text.stdout)
     assert re.search(r"cost\s+0.40 \(4 credits\)", text.stdout)
+    assert "model" not in text.stdout and "?" not in text.stdout  # APIMart's task has no model
     data = json.loads(run_cli(*args, "--json", env=sim_process.env()).stdout)
     assert (data["id"], data["status"], data["cost"]) == (task_id, "completed", 0.4)
 
@@ -137,14 +140,46 @@ def test_download_saves_completed_task(
 
 
 def test_download_existing_file_needs_overwrite(sim_process: SimProcess, tmp_path: Path) -> None:
-    """A second download into the same folder refuses to replace the file without --overwrite."""
+    """A different file in the way is replaced only with --overwrite, the flag the error names."""
     task_id = generate_on(sim_process, tmp_path)
+    video = tmp_path / f"{task_id}.mp4"
+    video.write_bytes(b"not the video")
     args = ["download", task_id, "--provider", "apimart", "--out", str(tmp_path)]
     refused = run_cli(*args, *sim_process.cli_args(), env=sim_process.env())
     assert refused.returncode == 1
-    assert "exists" in refused.stderr
+    assert "exists" in refused.stderr and "pass --overwrite to replace it" in refused.stderr
+    assert "overwrite=True" not in refused.stderr
+    assert video.read_bytes() == b"not the video"
     replaced = run_cli(*args, "--overwrite", *sim_process.cli_args(), env=sim_process.env())
     assert replaced.returncode == 0, replaced.stderr
+    assert video.read_bytes()[4:8] == b"ftyp"
+
+
+@pytest.mark.parametrize("command", ["status", "download"])
+def test_task_commands_without_key_suggest_base_url(command: str, tmp_path: Path) -> None:
+    """``status`` and ``download`` have no --simulate: without a key they point to --base-url."""
+    out = ["--out", str(tmp_path)] if command == "download" else []
+    done = run_cli(command, "task_x", "--provider", "apimart", *out)
+    assert done.returncode == 2
+    assert done.stderr.startswith("omnivid: error: no API key for apimart: set APIMART_API_KEY")
+    assert "--base-url" in done.stderr and "--simulate" not in done.stderr
+
+
+@pytest.mark.parametrize("args", [["models"], ["models", "--json"], ["--help"]])
+def test_reader_leaving_early_is_not_an_error(args: list[str]) -> None:
+    """``omnivid models | head -1``: stdout closed before the output, exit 0, nothing on stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "omnivid", *args],
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before anything was written
+    stderr = proc.stderr.read()
+    proc.wait(timeout=60)
+    proc.stderr.close()
+    assert (proc.returncode, stderr) == (0, b"")
 
 
 def test_api_key_never_printed(sim_process: SimProcess, tmp_path: Path) -> None:
@@ -186,7 +221,20 @@ def test_generate_timeout_names_running_task(timed_out: subprocess.CompletedProc
     assert timed_out.returncode == 1
     last = timed_out.stderr.strip().splitlines()[-1]
     assert last.startswith("omnivid: error: task task_")
+    assert "not finished after 0.5 s" in last
     assert "omnivid status task_" in last
+
+
+def test_simulated_generate_timeout_says_the_task_stops(tmp_path: Path) -> None:
+    """With --simulate a timed-out task does not go on anywhere: no `omnivid status` advice."""
+    done = run_cli(
+        "generate", "a very long take [[duration=100000]]", *EXT_ARGS, "--timeout", "0.3",
+        "--out", str(tmp_path), "--simulate", "--sim-time-scale", "0.002",
+    )  # fmt: skip
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "not finished after 0.3 s; it stops with the simulator" in last
+    assert "omnivid status" not in done.stderr
 
 
 def test_download_not_ready(
