@@ -91,6 +91,13 @@ class AsyncClient:
                 f"{self.provider.env_var}",
                 provider=self.provider.name,
             )
+        if not isinstance(key, str) or not (key.isascii() and key.isprintable()) or " " in key:
+            where = "api_key" if api_key is not None else self.provider.env_var
+            raise ConfigurationError(
+                f"the API key for {self.provider.name} ({where}) holds whitespace, a newline or "
+                "a character that cannot go in an HTTP header; check for a stray line break",
+                provider=self.provider.name,
+            )
         self._api_key = key
         self.base_url = (base_url or self.provider.base_url).rstrip("/")
         self.timeouts = timeouts or Timeouts()

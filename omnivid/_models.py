@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -17,7 +17,11 @@ import cattrs
 from attrs import field, frozen
 from cattrs.gen import make_dict_unstructure_fn, override
 
+from ._untrusted import media_source
+from .errors import ValidationError
+
 __all__ = [
+    "FailureCause",
     "Task",
     "TaskError",
     "TaskStatus",
@@ -27,6 +31,11 @@ __all__ = [
 ]
 
 Duration = int | Literal["auto"]
+
+FailureCause = Literal["quota", "timeout", "moderation", "invalid", "cancelled", "unknown"]
+"""Why a task failed, in one word for every provider and language: ``quota`` (an upstream quota
+or capacity temporarily exhausted), ``timeout`` (upstream timeout), ``moderation`` (content
+refused), ``invalid`` (bad parameters or media), ``cancelled`` or ``unknown``."""
 
 
 class TaskStatus(enum.StrEnum):
@@ -47,24 +56,43 @@ class TaskStatus(enum.StrEnum):
 _TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 
-def _to_tuple(value: Iterable[str] | str | None) -> tuple[str, ...]:
+def _media_list(name: str, value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
         return (value,)
-    return tuple(value)
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    raise ValidationError(name, value, "must be a list of URLs, data URLs or file paths")
+
+
+def _to_images(value: Any) -> tuple[str, ...]:
+    return _media_list("images", value)
+
+
+def _to_videos(value: Any) -> tuple[str, ...]:
+    return _media_list("videos", value)
 
 
 def _to_extra(value: Mapping[str, Any] | None) -> dict[str, Any]:
     """A plain dict copy (so the request cannot change under the caller's feet)."""
-    return {} if value is None else dict(value)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError("extra", value, "must be a mapping of wire field names to values")
+    for key in value:
+        if not isinstance(key, str) or not key:
+            raise ValidationError("extra", value, "keys must be non-empty strings")
+    return dict(value)
 
 
 def _to_duration(value: Any) -> Duration | None:
-    if value is None or value == "auto":
+    """Whole numbers as ``int`` (``6.0`` and ``"6"`` become ``6``); anything else is kept as
+    given and refused by validation with a clear message."""
+    if value is None or value == "auto" or isinstance(value, bool):
         return value  # type: ignore[no-any-return]
-    if isinstance(value, bool):
-        return value  # rejected by validation with a clear message
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     return value  # type: ignore[no-any-return]
@@ -74,18 +102,26 @@ def _to_duration(value: Any) -> Duration | None:
 class VideoRequest:
     """One video generation, independent of provider.
 
-    ``images`` and ``videos`` hold http(s) URLs, data URLs or local file paths; local files are
-    turned into data URLs where the provider accepts them. ``duration`` is seconds or ``"auto"``.
-    ``extend_from`` is an earlier task id to continue or edit (multi-turn). ``extra`` is passed
-    through to the provider's body unchanged, for fields omnivid does not know yet.
+    ``images`` and ``videos`` hold http(s) URLs, data URLs, bare base64 (EvoLink images) or
+    local file paths; local files are turned into data URLs where the provider accepts them.
+    ``duration`` is seconds (a whole number: ``6.0`` is read as ``6``) or ``"auto"``.
+    ``extend_from`` is an earlier task id to continue or edit (multi-turn). ``size`` is
+    Omni-Flash-Ext's alias of ``aspect_ratio``. ``extra`` is passed through to the provider's
+    body unchanged, for fields omnivid does not know yet (a documented field there is refused:
+    use the named field).
+
+    A request built from untrusted data (a web form, a network body) should come from
+    :meth:`from_dict` with ``allow_local_files=False``, so that it cannot name a file on the
+    server.
     """
 
     model: str
     prompt: str | None = None
-    images: tuple[str, ...] = field(default=(), converter=_to_tuple)
-    videos: tuple[str, ...] = field(default=(), converter=_to_tuple)
+    images: tuple[str, ...] = field(default=(), converter=_to_images)
+    videos: tuple[str, ...] = field(default=(), converter=_to_videos)
     duration: Duration | None = field(default=None, converter=_to_duration)
     aspect_ratio: str | None = None
+    size: str | None = None
     resolution: str | None = None
     generation_type: str | None = None
     extend_from: str | None = None
@@ -103,26 +139,39 @@ class VideoRequest:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> VideoRequest:
-        """Build from the plain form; unknown keys are a ``ValidationError`` naming them."""
-        from .errors import ValidationError
+    def from_dict(cls, data: Mapping[str, Any], *, allow_local_files: bool = True) -> VideoRequest:
+        """Build from the plain form; unknown keys and wrong types are a ``ValidationError``
+        naming the field.
 
+        ``allow_local_files=False`` is for untrusted data: an ``images``/``videos`` entry that
+        reads as a local path (not an http(s) URL, a data URL or bare base64) is refused, by
+        its text alone, without touching the filesystem; nothing in the request built can then
+        make omnivid read a file.
+        """
+        if not isinstance(data, Mapping):
+            raise ValidationError("request", data, "must be an object (a mapping)")
         names = set(_REQUEST_FIELDS)
-        unknown = sorted(set(data) - names)
+        unknown = sorted(set(data) - names, key=str)
         if unknown:
             raise ValidationError(
-                unknown[0], data[unknown[0]], f"unknown field; known: {', '.join(sorted(names))}"
+                str(unknown[0]),
+                data[unknown[0]],
+                f"unknown field; known: {', '.join(sorted(names))}",
             )
         if "model" not in data:
             raise ValidationError("model", None, "required")
-        for name in ("images", "videos"):
-            value = data.get(name)
-            if value is not None and not isinstance(value, str | list | tuple):
-                raise ValidationError(name, value, "must be a list of URLs or file paths")
-        extra = data.get("extra")
-        if extra is not None and not isinstance(extra, Mapping):
-            raise ValidationError("extra", extra, "must be an object (a mapping)")
-        return cls(**data)
+        request = cls(**data)
+        if not allow_local_files:
+            for name in ("images", "videos"):
+                for i, value in enumerate(getattr(request, name)):
+                    if isinstance(value, str) and value.strip() and media_source(value) == "path":
+                        raise ValidationError(
+                            f"{name}[{i}]",
+                            value,
+                            "local file paths are not accepted here; pass an http(s) URL or "
+                            "a data URL",
+                        )
+        return request
 
     def fingerprint(self) -> str:
         """A stable SHA-256 of the request, to spot the same job submitted twice: the
@@ -170,6 +219,43 @@ class TaskError:
     code: str
     message: str
 
+    @property
+    def cause(self) -> FailureCause:
+        """The failure's cause from its code and message, in any of the providers' languages
+        (zh, ja, en): quota, timeout, moderation, invalid or unknown."""
+        return classify_failure_text(f"{self.code} {self.message}")
+
+
+# Words naming each cause, in English, Chinese (simplified and traditional) and Japanese. The
+# first cause whose words appear wins: a refusal (moderation, invalid) is never retried by
+# mistake because its message also mentions a timeout or a quota.
+_CAUSE_TEXT: tuple[tuple[FailureCause, str], ...] = (
+    (
+        "moderation",
+        "moderat|safety|policy|nsfw|content filter|审核|審核|审查|審查|违规|違規|敏感|審査|"
+        "モデレーション|不適切|ポリシー",
+    ),
+    ("invalid", "invalid|malformed|参数|參數|无效|無效|不合法|非法|パラメータ|無効|不正"),
+    (
+        "quota",
+        "quota|overload|busy|capacity|resource exhausted|resource_exhausted|配额|配額|额度|"
+        "額度|繁忙|过载|過載|クォータ|割り当て|過負荷|混雑",
+    ),
+    ("timeout", "timeout|timed out|time out|超时|超時|タイムアウト|時間切れ"),
+)
+_CAUSE_WORDS = tuple((cause, tuple(words.split("|"))) for cause, words in _CAUSE_TEXT)
+
+
+def classify_failure_text(text: str) -> FailureCause:
+    """The cause named by a failure's text (its code and message): quota, timeout, moderation,
+    invalid or unknown. APIMart reports every failure as ``task_failed`` and words the cause
+    in zh, ja or en, so the words of all three count."""
+    lowered = text.casefold()
+    for cause, words in _CAUSE_WORDS:
+        if any(word in lowered for word in words):
+            return cause
+    return "unknown"
+
 
 @frozen(kw_only=True)
 class Task:
@@ -199,6 +285,16 @@ class Task:
     def is_terminal(self) -> bool:
         """True once the task is completed, failed or cancelled."""
         return self.status.is_terminal
+
+    @property
+    def failure_kind(self) -> FailureCause | None:
+        """Why the task did not complete (see :data:`FailureCause`); None unless it ended
+        failed or cancelled."""
+        if self.status is TaskStatus.CANCELLED:
+            return "cancelled"
+        if self.status is not TaskStatus.FAILED:
+            return None
+        return self.error.cause if self.error is not None else "unknown"
 
     @property
     def video_urls(self) -> list[str]:

@@ -10,6 +10,7 @@ Hierarchy::
     ├── ValidationError             (bad request, caught before the network; also a ValueError)
     │   └── JournalConflictError    (a journal key already holds a different request)
     ├── TransportError              (connection failed, reset, timed out)
+    │   ├── ConnectionFailedError   (no connection: the request was never sent, safe to resend)
     │   ├── TransportTimeoutError
     │   └── EndpointUnreachableError (no request ever reached the endpoint: refused, no DNS)
     ├── APIError                    (the provider answered with an error status)
@@ -21,7 +22,8 @@ Hierarchy::
     │   ├── RateLimitError          (429, ``retry_after`` seconds or None)
     │   └── ServerError             (5xx)
     ├── SubmissionUnknownError      (a submit may have been accepted: never resubmitted silently)
-    ├── TaskFailedError             (the task ended failed or cancelled; carries the task)
+    ├── TaskFailedError             (the task ended failed or cancelled; carries the task and
+    │                                its ``kind``: quota, timeout, moderation, invalid, ...)
     ├── TaskTimeoutError            (waited too long; carries the task id, the task lives on)
     ├── BudgetExceededError         (``max_cost`` reached: the job was not submitted)
     └── DownloadError               (a result could not be downloaded: expired, truncated, exists)
@@ -32,7 +34,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._models import Task
+    from ._models import FailureCause, Task
 
 __all__ = [
     "APIError",
@@ -40,6 +42,7 @@ __all__ = [
     "BadRequestError",
     "BudgetExceededError",
     "ConfigurationError",
+    "ConnectionFailedError",
     "DownloadError",
     "EndpointUnreachableError",
     "InsufficientCreditError",
@@ -125,6 +128,11 @@ class ValidationError(OmnividError, ValueError):
 
 class TransportError(OmnividError):
     """The HTTP exchange failed: connection refused or reset, or the response was cut off."""
+
+
+class ConnectionFailedError(TransportError):
+    """No connection could be opened (refused, unreachable, DNS failure, connect timeout), so
+    the request was never sent: nothing was created or billed, and sending it again is safe."""
 
 
 class TransportTimeoutError(TransportError, TimeoutError):
@@ -251,7 +259,12 @@ class SubmissionUnknownError(OmnividError):
 
 
 class TaskFailedError(OmnividError):
-    """The task reached ``failed`` or ``cancelled``. ``task`` is the terminal task."""
+    """The task reached ``failed`` or ``cancelled``. ``task`` is the terminal task; ``kind``
+    says why in one word, whatever the provider or the language of its message: ``quota``
+    (upstream quota or capacity temporarily exhausted), ``timeout`` (upstream timeout),
+    ``moderation``, ``invalid`` (bad parameters or media), ``cancelled`` or ``unknown``."""
+
+    kind: FailureCause
 
     def __init__(self, task: Task) -> None:
         err = task.error
@@ -263,6 +276,7 @@ class TaskFailedError(OmnividError):
             task_id=task.id,
         )
         self.task = task
+        self.kind = task.failure_kind or "unknown"
 
 
 class TaskTimeoutError(OmnividError, TimeoutError):

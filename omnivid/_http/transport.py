@@ -28,6 +28,7 @@ from attrs import frozen
 from .._models import Task, VideoRequest
 from ..errors import (
     APIError,
+    ConnectionFailedError,
     RateLimitError,
     ServerError,
     SubmissionUnknownError,
@@ -75,8 +76,13 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
 """A task id that ``quote(task_id, safe="")`` would leave as it is."""
 
 
-class _NotSent(TransportError):
-    """A connection failure before the request body left: safe to resend."""
+_NotSent = ConnectionFailedError
+"""A connection failure before the request body left: safe to resend (public, as it may
+reach the caller once retries run out)."""
+_REDACTED = "<redacted>"
+_MIN_SECRET = 8
+"""Keys shorter than this are not looked for in answers (a test key such as ``k`` would
+otherwise blank out every ``k`` of a body)."""
 
 
 class Transport:
@@ -95,6 +101,9 @@ class Transport:
     ) -> None:
         self.provider = provider
         self._auth = {"Authorization": f"Bearer {api_key}"}
+        # some APIs echo the key in error bodies: answers are redacted before anything reads
+        # them (errors, logs, the journal)
+        self._secret = api_key if len(api_key) >= _MIN_SECRET else ""
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.timeouts = timeouts
@@ -248,6 +257,8 @@ class Transport:
                     method, url, json=body, headers=self._auth, timeout=self._timeout
                 ) as resp:
                     text = await resp.text(errors="replace")
+                    if self._secret and self._secret in text:
+                        text = text.replace(self._secret, _REDACTED)
                     status = resp.status
                     headers = resp.headers  # case-insensitive
         except aiohttp.ClientConnectorError as exc:

@@ -13,8 +13,8 @@ from typing import Any, Literal
 import attrs
 from attrs import field, frozen
 
-from .._models import Task, TaskStatus, VideoRequest
-from ..errors import OmnividError, SubmissionUnknownError
+from .._models import FailureCause, Task, TaskStatus, VideoRequest
+from ..errors import OmnividError, SubmissionUnknownError, TaskFailedError
 
 __all__ = ["TERMINAL_EVENTS", "BatchStats", "Event", "EventKind", "Outcome"]
 
@@ -123,6 +123,15 @@ class Outcome:
         if self.error is not None and self.error.task_id:
             return self.error.task_id
         return self.task_ids[-1] if self.task_ids else None
+
+    @property
+    def kind(self) -> FailureCause | None:
+        """Why the job's task failed, in one word (``TaskFailedError.kind``: quota, timeout,
+        moderation, invalid, cancelled or unknown); None when no task of it failed (it
+        completed, or ended without a failed task: budget, validation, ambiguous...)."""
+        if isinstance(self.error, TaskFailedError):
+            return self.error.kind
+        return self.task.failure_kind if self.task is not None else None
 
     @property
     def ambiguous(self) -> bool:

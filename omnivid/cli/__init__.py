@@ -3,7 +3,7 @@
 Commands::
 
     omnivid batch JOBS.jsonl --out DIR [--provider P] [--max-in-flight N] [--max-cost X]
-                  [--simulate] [--resubmit-ambiguous] [--strict]
+                  [--simulate] [--resubmit-ambiguous] [--strict] [--video-names key|task]
     omnivid generate PROMPT --model M [--image PATH_OR_URL]... [--video ...] [--duration D]
                   --out DIR [--simulate]
     omnivid status TASK_ID --provider P [--json]
@@ -22,8 +22,8 @@ in-process simulator instead, with no key at all.
 Modules: ``_main`` (the entry point), ``_parser`` (every command's arguments), one module per
 command (``_batch`` with ``_batch_run``, ``_generate``, ``_tasks`` for status and download,
 ``_list_models``, ``_sim``), and what they share: ``_common`` (exit statuses, the client),
-``_env`` (endpoints and keys), ``_jobs`` (the jobs file), ``_progress`` (the display) and
-``_results`` (results.jsonl).
+``_env`` (endpoints and keys), ``_jobs`` (the jobs file), ``_progress`` (the display),
+``_results`` (results.jsonl) and ``_videos`` (the videos' file names).
 """
 
 from ._main import main

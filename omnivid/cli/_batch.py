@@ -4,7 +4,8 @@ Layout of the output directory::
 
     DIR/journal.sqlite   every job's key, request fingerprint, task ids and state (the resume)
     DIR/results.jsonl    one line per job (see :mod:`omnivid.cli._results`)
-    DIR/videos/          TASK_ID.mp4 (TASK_ID_N.mp4 when a task has several videos)
+    DIR/videos/          KEY.mp4, named after the job's key made file-safe (see
+                         :mod:`omnivid.cli._videos`), or TASK_ID.mp4 with --video-names task
     DIR/simulator.sqlite with --simulate: the simulator's tasks, clock and ledgers, so that a
                          rerun (even after kill -9) finds the tasks the journal recorded
 
@@ -56,6 +57,7 @@ async def batch(args: argparse.Namespace) -> int:
         time_scale=time_scale(args),
         progress=args.progress,
         max_downloads=args.max_downloads,
+        video_names=args.video_names,
     )
     return await run_batch(command, interrupted=args.interrupted)
 

@@ -15,7 +15,6 @@ import anyio
 from attrs import frozen
 
 from .._client import AsyncClient
-from .._http.download import video_paths
 from .._models import Task, TaskStatus
 from ..batch._outcome import TERMINAL_EVENTS, Event, Outcome
 from ..batch._policy import DEFAULT_RESUBMIT, ResubmitPolicy
@@ -33,6 +32,7 @@ from ._env import Endpoint
 from ._jobs import Job, JobFile, UsageError
 from ._progress import BatchDisplay, ProgressMode
 from ._results import ResultRecord, ResultsFile, billing_unit, format_spend
+from ._videos import VideoFiles, VideoNaming
 
 __all__ = ["BatchCommand", "BatchRun"]
 
@@ -56,6 +56,7 @@ class BatchCommand:
     time_scale: float = 1.0
     progress: ProgressMode = "auto"
     max_downloads: int = 4
+    video_names: VideoNaming = "key"
 
     @property
     def journal_path(self) -> Path:
@@ -78,6 +79,9 @@ class BatchRun:
         self.budgets = budgets
         self.interrupted = interrupted
         self.videos_dir = command.out / "videos"
+        self.videos = VideoFiles(
+            self.videos_dir, command.video_names, [job.key for job in jobfile.jobs]
+        )
         self.results = ResultsFile(command.out / "results.jsonl")
         self.records: dict[int, ResultRecord] = {}  # by line: a reused key has its own row
         self.running: dict[str, str] = {}
@@ -178,18 +182,20 @@ class BatchRun:
         task: Task,
         limiter: anyio.CapacityLimiter,
     ) -> None:
-        """Save the task's videos (unless already saved) and record them in the journal."""
-        paths = video_paths(task, self.videos_dir)
+        """Save the task's videos (unless already saved, under the names the journal recorded
+        or those of `VideoFiles`) and record them in the journal."""
+        entry = self.journal.get(job.key)
+        recorded = list(entry.downloads) if entry is not None else []
+        paths = recorded or self.videos.paths(job.key, task)
         try:
             if not paths or not all(p.exists() for p in paths):
                 async with limiter:
-                    paths = await client.download(task, self.videos_dir, overwrite=True)
+                    paths = await self.videos.save(client, job.key, task)
         except (OmnividError, aiohttp.ClientError, OSError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             error = f"download failed: {why or type(exc).__name__}"
             self._finish(self._record(job, outcome, error=error))
             return
-        entry = self.journal.get(job.key)
         saved = [str(p) for p in paths]
         if entry is None or [str(p) for p in entry.downloads] != saved:
             self.journal.record_download(job.key, saved)

@@ -164,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="videos downloaded at once (default 4)",
     )
+    batch.add_argument(
+        "--video-names",
+        choices=["key", "task"],
+        default="key",
+        help="name each video DIR/videos/KEY.mp4 after its job's key (default), or after its "
+        "task id; a key that is not a safe file name (path separators, control or other "
+        "characters, a leading dot, over 100 bytes) has them replaced by _ and a short hash of "
+        "the key added, so every job keeps its own file",
+    )
 
     gen = sub.add_parser(
         "generate",

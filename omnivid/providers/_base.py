@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import attrs
 from attrs import frozen
 
-from .._models import Task, TaskStatus, VideoRequest
+from .._models import Task, VideoRequest
 from ..errors import (
     APIError,
     AuthenticationError,
@@ -70,6 +70,14 @@ class ModelSpec:
     """A typical task's cost in the provider's billing unit (APIMart: currency, EvoLink:
     credits), reserved by a batch's ``max_cost`` before each submit; None if unknown."""
 
+
+_RESUBMIT_KIND: dict[str, FailureKind] = {
+    "quota": "transient",
+    "timeout": "transient",
+    "moderation": "permanent",
+    "invalid": "permanent",
+    "cancelled": "permanent",
+}
 
 _STATUS_ERRORS: dict[int, type[APIError]] = {
     400: BadRequestError,
@@ -130,15 +138,10 @@ class Provider(abc.ABC):
         return self.parse_task(raw, model=model)
 
     def classify_failure(self, task: Task) -> FailureKind:
-        """Whether a failed task is worth resubmitting: transient, permanent or unknown."""
-        if task.status is TaskStatus.CANCELLED:
-            return "permanent"
-        text = f"{task.error.code} {task.error.message}".lower() if task.error else ""
-        if any(w in text for w in ("moderat", "safety", "policy", "invalid", "审核", "违规")):
-            return "permanent"
-        if any(w in text for w in ("quota", "timeout", "timed out", "overload", "busy", "超时")):
-            return "transient"
-        return "unknown"
+        """Whether a failed task is worth resubmitting: transient (its cause, ``Task.
+        failure_kind``, is an upstream quota or timeout, in any language), permanent
+        (moderation, invalid input, cancelled) or unknown."""
+        return _RESUBMIT_KIND.get(task.failure_kind or "unknown", "unknown")
 
     def error_from_response(
         self,

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from attrs import frozen
 
 from .._models import VideoRequest
+from .._untrusted import split_url
 from ..errors import ValidationError
 
-__all__ = ["Checker"]
+__all__ = ["NAMED_FIELD", "Checker"]
+
+NAMED_FIELD: dict[str, str] = {
+    **{name: name for name in ("model", "prompt", "images", "videos", "extend_from")},
+    **{name: name for name in ("duration", "aspect_ratio", "size", "resolution")},
+    **{name: name for name in ("generation_type", "callback_url")},
+    "image_urls": "images",
+    "video_urls": "videos",
+    "extend_from_task_id": "extend_from",
+}
+"""Every field the providers document, by its wire name (and omnivid's), with the
+``VideoRequest`` field that sets it: ``extra`` may not carry them."""
 
 
 def one_of(values: Iterable[object]) -> str:
@@ -33,12 +43,28 @@ class Checker:
         return ValidationError(field, value, rule, provider=self.provider, model=self.model)
 
     def forbid(self, request: VideoRequest, *fields: str, why: str = "") -> None:
-        """Fields this model does not have."""
+        """Fields this model does not have (an empty string counts as set: it would be sent)."""
         for name in fields:
             value = getattr(request, name)
-            if value not in (None, (), ""):
+            if value is not None and value != ():
                 rule = f"{self.model} has no {name} parameter"
                 raise self.fail(name, value, f"{rule} ({why})" if why else rule)
+
+    def common(self, request: VideoRequest) -> None:
+        """Checks every model shares: ``extend_from`` is a task id, ``extra`` holds no
+        documented field (those get their checks only as named fields)."""
+        value = request.extend_from
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise self.fail("extend_from", value, "must be a non-empty task id string")
+        for key, item in request.extra.items():
+            named = NAMED_FIELD.get(key)
+            if named is None:
+                continue
+            if getattr(request, named) not in (None, ()):
+                raise self.fail(f"extra.{key}", item, f"already set by a named field ({named})")
+            raise self.fail(
+                f"extra.{key}", item, f"{key} is documented: use the named field {named}"
+            )
 
     def prompt(self, request: VideoRequest, *, required: bool = True) -> None:
         """A prompt must be a non-empty string (when required)."""
@@ -65,7 +91,7 @@ class Checker:
             raise self.fail(field, f"{len(items)} item(s)", why)
 
     def callback_url(self, url: str | None, *, allow_private: bool) -> None:
-        """HTTPS, a public host, at most 2048 characters (EvoLink's documented rules)."""
+        """HTTPS, a public host in any spelling, at most 2048 characters (EvoLink's rules)."""
         if url is None:
             return
         if not isinstance(url, str):
@@ -73,24 +99,25 @@ class Checker:
         if len(url) > 2048:
             raise self.fail("callback_url", url, "must be at most 2048 characters")
         try:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").rstrip(".")
-        except ValueError:
-            raise self.fail("callback_url", url, "is not a valid URL") from None
-        if allow_private and parts.scheme in ("http", "https") and host:
+            scheme, raw, host = split_url(url)
+        except ValueError as exc:
+            raise self.fail("callback_url", url, f"is not a valid URL: {exc}") from None
+        if allow_private and scheme in ("http", "https") and host.kind != "invalid":
             return
-        if parts.scheme != "https" or not host:
+        if scheme != "https" or not raw:
             raise self.fail("callback_url", url, "must be an https:// URL with a host")
-        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-            raise self.fail("callback_url", url, "must point to a public host, not a local one")
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
+        if host.kind == "invalid":
+            raise self.fail("callback_url", url, f"is not a valid URL: bad host {raw!r}")
+        if host.kind == "public":
             return
-        if not ip.is_global:
-            raise self.fail(
-                "callback_url", url, "must point to a public address, not a private one"
-            )
+        if host.address is None:
+            raise self.fail("callback_url", url, "must point to a public host, not a local one")
+        spelled = "" if raw == str(host.address) else f" ({raw} is {host.address})"
+        raise self.fail(
+            "callback_url",
+            url,
+            f"must point to a public address, not a private or loopback one{spelled}",
+        )
 
     def merge_extra(self, body: dict[str, Any], request: VideoRequest) -> None:
         """Add ``request.extra`` to ``body``; it may not override a named field."""

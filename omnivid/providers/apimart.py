@@ -6,6 +6,7 @@ Wire format: bodies wrapped as ``{"code": 200, "data": ...}``; submit answers a 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -88,30 +89,40 @@ _conv.register_structure_hook(list[str] | str, _url_or_urls)
 
 
 _RULES = {GEMINI: Checker(NAME, GEMINI), EXT: Checker(NAME, EXT)}  # built once per model
+_ASPECTS = ("16:9", "9:16")
 
 
 def _check_gemini(request: VideoRequest, options: CheckOptions) -> None:
     c = _RULES[GEMINI]
+    c.common(request)
     c.prompt(request, required=False)
     if not (request.prompt or "").strip() and not request.images and not request.videos:
         raise c.fail("prompt", request.prompt, f"{GEMINI} needs a prompt, images or a video")
-    c.forbid(request, "generation_type", "callback_url")
+    c.forbid(request, "generation_type", "callback_url", "size")
     c.forbid(request, "duration", why="the model picks 3-10 s itself")
     if len(request.images) > 16:
         raise c.fail("images", f"{len(request.images)} item(s)", f"{GEMINI} accepts at most 16")
     if len(request.videos) > 1:
         raise c.fail("videos", f"{len(request.videos)} item(s)", f"{GEMINI} accepts at most 1")
-    c.choice("aspect_ratio", request.aspect_ratio, ["16:9", "9:16"])
+    aspect = request.aspect_ratio
+    if aspect is not None and aspect not in _ASPECTS:
+        raise c.fail(
+            "aspect_ratio",
+            aspect,
+            f"{GEMINI} accepts 16:9 or 9:16; the server would render any other value as 16:9",
+        )
     c.choice("resolution", request.resolution, ["720p"], case_insensitive=True)
 
 
 def _check_ext(request: VideoRequest, options: CheckOptions) -> None:
     c = _RULES[EXT]
+    c.common(request)
     c.prompt(request)
     c.forbid(request, "extend_from", "callback_url")
     c.choice("duration", request.duration, [4, 6, 8, 10])
     c.choice("resolution", request.resolution, ["720p", "1080p", "4k"], case_insensitive=True)
-    c.choice("aspect_ratio", request.aspect_ratio, ["16:9", "9:16"])
+    c.choice("aspect_ratio", request.aspect_ratio, _ASPECTS)
+    c.choice("size", request.size, _ASPECTS)
     c.choice("generation_type", request.generation_type, ["frame", "reference"])
     n = len(request.images)
     if request.generation_type == "frame":
@@ -126,10 +137,14 @@ def _check_ext(request: VideoRequest, options: CheckOptions) -> None:
         raise c.fail(
             "duration", request.duration, f"{EXT} does not take duration together with videos"
         )
-    size = request.extra.get("size")
-    c.choice("extra.size", size, ["16:9", "9:16"])
-    if size is not None and request.aspect_ratio is not None and size != request.aspect_ratio:
-        raise c.fail("extra.size", size, f"must equal aspect_ratio={request.aspect_ratio!r}")
+    size, aspect = request.size, request.aspect_ratio
+    if size is not None and aspect is not None and size != aspect:
+        warnings.warn(
+            f"size={size!r} differs from aspect_ratio={aspect!r}: {EXT} reads size as an alias "
+            "of aspect_ratio and advises keeping them equal; both are sent as given",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 class APIMart(Provider):
@@ -148,7 +163,7 @@ class APIMart(Provider):
                 "prompt or images/videos required",
                 "images: up to 16 http(s) URLs (JPEG/PNG)",
                 "videos: at most 1, http(s), data:video or local file",
-                "aspect_ratio 16:9 | 9:16; resolution 720p only",
+                "aspect_ratio 16:9 | 9:16 (the server renders others as 16:9); 720p only",
                 "extend_from: an earlier task id",
             ),
             check=_check_gemini,
@@ -164,6 +179,7 @@ class APIMart(Provider):
                 "prompt required",
                 "duration 4 | 6 | 8 | 10 (not with videos)",
                 "resolution 720p | 1080p | 4k; aspect_ratio 16:9 | 9:16",
+                "size: alias of aspect_ratio (a different value is sent, with a warning)",
                 "images 0, 1 or 3 public URLs; frame = exactly 1; reference = 1 or 3",
                 "videos: 0 or 1 public http(s) URL",
             ),

@@ -70,8 +70,9 @@ _RULES = Checker(NAME, R2V)  # built once, not per request
 
 def _check_r2v(request: VideoRequest, options: CheckOptions) -> None:
     c = _RULES
+    c.common(request)
     c.prompt(request)
-    c.forbid(request, "videos", "resolution", "generation_type", "extend_from")
+    c.forbid(request, "videos", "resolution", "generation_type", "extend_from", "size")
     c.count("images", request.images, range(1, 7), f"{R2V} takes 1 to 6 reference images")
     if request.duration != "auto":
         c.choice("duration", request.duration, [*range(3, 11), "auto"])

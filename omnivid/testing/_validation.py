@@ -7,15 +7,12 @@ is marked "(sim)" below.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from .._untrusted import image_problem, split_url, video_data_problem
 from ._config import APIMART, EVOLINK_MODEL, GEMINI_PREVIEW, MODELS, OMNI_FLASH_EXT
 from ._wire import ApiError
 
@@ -23,8 +20,6 @@ MAX_CALLBACK_URL = 2048
 _EXT_DURATIONS = (4, 6, 8, 10)
 _EXT_RESOLUTIONS = ("720p", "1080p", "4k")
 _ASPECTS = ("16:9", "9:16")
-_DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|jpg|webp);base64,(.+)$", re.S)
-_BARE_BASE64 = re.compile(r"^[A-Za-z0-9+/\r\n]+={0,2}$")
 
 
 @attrs.frozen
@@ -128,8 +123,8 @@ def _validate_gemini(body: dict[str, Any]) -> Accepted:
         raise _invalid("image_urls must be http(s) URLs")
     if len(videos) > 1:
         raise _invalid("at most 1 video_urls entry is supported")
-    if not all(_is_http_url(url) or url.startswith("data:video/") for url in videos):
-        raise _invalid("video_urls must be http(s) URLs or data:video/ URLs")
+    if not all(_is_http_url(url) or not video_data_problem(url) for url in videos):
+        raise _invalid("video_urls must be http(s) URLs or data:video/...;base64, URLs")
     aspect = body.get("aspect_ratio")
     if aspect is not None and not isinstance(aspect, str):  # other strings mean 16:9
         raise _invalid("aspect_ratio must be a string")
@@ -143,52 +138,30 @@ def _validate_gemini(body: dict[str, Any]) -> Accepted:
 
 
 def _is_image_reference(value: str) -> bool:
-    if _is_http_url(value):
-        return True
-    match = _DATA_IMAGE.match(value)
-    payload = match.group(2) if match else value
-    if not match and not _BARE_BASE64.match(value):
-        return False
-    try:
-        data = base64.b64decode(payload, validate=False)
-    except (binascii.Error, ValueError):
-        return False
-    if match:
-        return bool(data)
-    return data.startswith((b"\x89PNG", b"\xff\xd8\xff")) or (
-        data[:4] == b"RIFF" and data[8:12] == b"WEBP"
-    )
+    """An http(s) URL, or inline PNG/JPEG/WebP (a ``;base64`` data URL or bare base64) whose
+    bytes are what it claims."""
+    return _is_http_url(value) or image_problem(value) is None
 
 
 def callback_url_problem(url: object, *, allow_loopback: bool) -> str | None:
-    """Why EvoLink would refuse ``url`` as a callback, or None if it is acceptable."""
+    """Why EvoLink would refuse ``url`` as a callback, or None if it is acceptable. A host
+    counts in any spelling a browser or ``inet_aton`` reads (``127.1``, ``2130706433``,
+    ``0x7f.1``, ``[::ffff:127.0.0.1]``, ``*.localhost``)."""
     if not isinstance(url, str) or not url:
         return "callback_url must be a non-empty string"
     if len(url) > MAX_CALLBACK_URL:
         return f"callback_url must be at most {MAX_CALLBACK_URL} characters"
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if not host:
-        return "callback_url must be an absolute URL"
     try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+        scheme, raw, host = split_url(url)
     except ValueError:
-        address = None
-    loopback = host == "localhost" or (address is not None and address.is_loopback)
-    if allow_loopback and loopback and parts.scheme in ("http", "https"):
+        return "callback_url is not a valid URL"
+    if not raw or host.kind == "invalid":
+        return "callback_url must be an absolute URL with a valid host"
+    if allow_loopback and host.kind == "loopback" and scheme in ("http", "https"):
         return None
-    if parts.scheme != "https":
+    if scheme != "https":
         return "callback_url must use https"
-    if loopback or (
-        address is not None
-        and (
-            address.is_private
-            or address.is_link_local
-            or address.is_reserved
-            or address.is_multicast
-            or address.is_unspecified
-        )
-    ):
+    if host.kind != "public":
         return "callback_url must not point to a private or loopback address"
     return None
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from wirehelp import Reply, Scripted
 
 import omnivid
 from omnivid import errors
@@ -69,7 +70,8 @@ async def test_api_key_never_leaks(
         shown += [repr(request), str(request.to_dict())]
         task = await client.generate(request)
         shown += [repr(task), repr(task.raw)]
-        await client.download(task, tmp_path)
+        (saved,) = await client.download(task, tmp_path)
+        saved.write_bytes(b"not the video")  # a file in the way: a DownloadError
         await expect(errors.DownloadError, client.download(task, tmp_path))
         await expect(
             errors.SubmissionUnknownError,
@@ -119,3 +121,121 @@ def test_missing_key_error_does_not_echo_other_keys(monkeypatch: pytest.MonkeyPa
     with pytest.raises(errors.ConfigurationError) as caught:
         omnivid.AsyncClient("evolink")
     assert all(KEY not in text for text in texts_of(caught.value))
+
+
+# --- server text echoing the key, keys that cannot be sent, private exception classes -----
+
+ECHO = f"invalid token {KEY}: this key is not recognised"
+
+
+def everything_in(path: Path) -> bytes:
+    """The bytes of a journal and its WAL/SHM side files."""
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["apimart", "evolink"])
+async def test_a_key_echoed_in_an_error_body_is_redacted(
+    scripted: Scripted, caplog: pytest.LogCaptureFixture, provider: str
+) -> None:
+    """A 401 body quoting the key: the AuthenticationError (message, body, str, repr, chain)
+    and every log record show <redacted> instead."""
+    caplog.set_level(logging.DEBUG)
+    body = {"error": {"code": "unauthorized", "message": ECHO, "type": "authentication_error"}}
+    scripted.queue(Reply(401, body))
+    retry = omnivid.RetryPolicy(max_retries=0)
+    async with omnivid.AsyncClient(
+        provider, api_key=KEY, base_url=scripted.url, retry=retry
+    ) as client:
+        with pytest.raises(errors.AuthenticationError) as caught:
+            await client.get("task_1")
+    texts = [*texts_of(caught.value), caught.value.body, caplog.text]
+    assert "<redacted>" in caught.value.message and "<redacted>" in caught.value.body
+    assert all(KEY not in text and "DO-NOT-LEAK" not in text for text in texts)
+
+
+@pytest.mark.anyio
+async def test_a_key_echoed_in_a_task_body_stays_out_of_the_journal(
+    scripted: Scripted, tmp_path: Path
+) -> None:
+    """A failed task whose message quotes the key: the outcome's error, the journal's row and
+    the task-status text it keeps all hold <redacted>, never the key."""
+    scripted.queue(
+        Reply(200, {"code": 200, "data": [{"status": "submitted", "task_id": "task_1"}]}),
+        Reply(
+            200,
+            {
+                "code": 200,
+                "data": {
+                    "id": "task_1",
+                    "status": "failed",
+                    "progress": 0,
+                    "error": {"code": "task_failed", "message": ECHO},
+                },
+            },
+        ),
+    )
+    journal = tmp_path / "jobs.sqlite"
+    request = omnivid.VideoRequest(model="Omni-Flash-Ext", prompt="p")
+    async with (
+        omnivid.AsyncClient(
+            "apimart", api_key=KEY, base_url=scripted.url, time_scale=0.001
+        ) as client,
+        client.map([("a", request)], journal=journal, resubmit=None) as outcomes,
+    ):
+        (outcome,) = [o async for o in outcomes]
+    assert outcome.error is not None and "<redacted>" in str(outcome.error)
+    assert outcome.task is not None and KEY not in repr(outcome.task.raw)
+    stored = everything_in(journal)
+    assert b"<redacted>" in stored
+    assert KEY.encode() not in stored and b"DO-NOT-LEAK" not in stored
+
+
+def test_short_keys_are_not_hunted_for() -> None:
+    """A key under 8 characters (a test key such as "k") is not replaced in answers, which
+    would blank out every "k" of a body; real keys are far longer."""
+    from omnivid._http.transport import _MIN_SECRET
+
+    assert _MIN_SECRET == 8 and len(KEY) >= _MIN_SECRET
+
+
+@pytest.mark.parametrize(
+    "bad", [KEY + "\n", f" {KEY}", KEY.replace("-", " ", 1), KEY + "\t", KEY + "\r\n", KEY + "é"]
+)
+def test_a_key_with_whitespace_is_a_configuration_error(
+    bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key with whitespace, a newline or a non-ASCII character is a ConfigurationError (not
+    aiohttp's ValueError at the first request), naming where it came from, never the key."""
+    with pytest.raises(errors.ConfigurationError, match=r"\(api_key\) holds whitespace") as arg:
+        omnivid.AsyncClient("apimart", api_key=bad)
+    monkeypatch.setenv("EVOLINK_API_KEY", bad)
+    with pytest.raises(errors.ConfigurationError, match=r"\(EVOLINK_API_KEY\)") as env:
+        omnivid.AsyncClient("evolink")
+    for caught in (arg, env):
+        assert all(KEY not in text and "DO-NOT-LEAK" not in text for text in texts_of(caught.value))
+
+
+def _public(exc: BaseException) -> bool:
+    """Whether an exception's class is one omnivid.errors exports."""
+    return type(exc).__module__ == "omnivid.errors" and type(exc).__name__ in errors.__all__
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_no_private_exception_escapes_a_failed_connection(retries: int) -> None:
+    """get, submit and generate against a closed port raise a public error class
+    (ConnectionFailedError, a TransportError), with or without retries; never _NotSent."""
+    retry = omnivid.RetryPolicy(max_retries=retries, base_delay=0.001, max_delay=0.001)
+    client = omnivid.AsyncClient(
+        "apimart", api_key=KEY, base_url=f"http://127.0.0.1:{closed_port()}", retry=retry
+    )
+    request = omnivid.VideoRequest(model=GEMINI, prompt="p")
+    raised: list[BaseException] = []
+    async with client:
+        for call in (client.get("task_1"), client.submit(request), client.generate(request)):
+            with pytest.raises(errors.TransportError) as caught:
+                await call
+            raised.append(caught.value)
+    assert all(_public(exc) for exc in raised), [type(e) for e in raised]
+    assert all(isinstance(exc, errors.ConnectionFailedError) for exc in raised)

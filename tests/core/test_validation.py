@@ -240,17 +240,12 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "images[0]",
         "upload the image and pass its public http(s) URL",
     ),
+    ("apimart", {"model": EXT, "prompt": "p", "size": "1:1"}, "size", "16:9 or 9:16"),
     (
         "apimart",
-        {"model": EXT, "prompt": "p", "extra": {"size": "1:1"}},
+        {"model": EXT, "prompt": "p", "extra": {"size": "9:16"}},
         "extra.size",
-        "16:9 or 9:16",
-    ),
-    (
-        "apimart",
-        {"model": EXT, "prompt": "p", "aspect_ratio": "16:9", "extra": {"size": "9:16"}},
-        "extra.size",
-        "must equal aspect_ratio",
+        "use the named field size",
     ),
     # --- EvoLink gemini-omni-flash-reference-to-video -----------------------------------
     ("evolink", {"model": R2V, "images": [URL]}, "prompt", "requires a non-empty prompt"),
@@ -535,7 +530,7 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
     ("apimart", {"model": EXT, "prompt": "p", "generation_type": "frame", "images": [URL]}),
     ("apimart", {"model": EXT, "prompt": "p", "generation_type": "reference", "images": [URL] * 3}),
     ("apimart", {"model": EXT, "prompt": "p", "images": [URL], "videos": [VIDEO]}),
-    ("apimart", {"model": EXT, "prompt": "p", "aspect_ratio": "9:16", "extra": {"size": "9:16"}}),
+    ("apimart", {"model": EXT, "prompt": "p", "aspect_ratio": "9:16", "size": "9:16"}),
     (
         "evolink",
         {"model": R2V, "prompt": "p", "images": ["@png", "@jpg", "@webp"], "duration": "auto"},
