@@ -200,15 +200,15 @@ def error_response(exc: OmnividError) -> JSONResponse:
 
 
 def parse_request(data: Any, where: str = "") -> VideoRequest:
-    """A ``VideoRequest`` from JSON; a ``ValidationError`` names the field (with ``where``)."""
+    """A ``VideoRequest`` from untrusted JSON; a ``ValidationError`` names the field (with
+    ``where``). Local file paths are refused by their text, before the filesystem is touched:
+    a client must not make the server read (and upload) its files, or probe which exist."""
     if not isinstance(data, dict):
         raise ValidationError(where or "body", type(data).__name__, "must be a JSON object")
     try:
-        return VideoRequest.from_dict(data)
+        return VideoRequest.from_dict(data, allow_local_files=False)
     except ValidationError as exc:
         raise ValidationError(where + exc.field, exc.value, exc.rule) from None
-    except TypeError as exc:
-        raise ValidationError(where or "body", "…", f"wrong type: {exc}") from None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

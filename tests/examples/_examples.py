@@ -111,3 +111,42 @@ async def asgi_bridge(app: Any, sock: socket.socket) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         await runner.cleanup()
+
+
+class FileSpy:
+    """Records every filesystem look-up (open, stat, exists, read) of a path containing
+    ``marker``, through the calls a request could reach: ``open``, ``os.open``, ``os.stat``,
+    ``os.lstat`` and ``pathlib.Path`` (``open``, ``read_bytes``, ``stat``, ``exists``)."""
+
+    def __init__(self, monkeypatch: Any, marker: str) -> None:
+        import builtins
+        import os
+        import pathlib
+
+        self.calls: list[tuple[str, str]] = []
+        self.marker = marker
+        targets = [(builtins, "open"), (os, "open"), (os, "stat"), (os, "lstat")]
+        targets += [(pathlib.Path, name) for name in ("open", "read_bytes", "stat", "exists")]
+        for owner, name in targets:
+            monkeypatch.setattr(owner, name, self._wrap(name, getattr(owner, name)))
+
+    def _wrap(self, name: str, real: Any) -> Any:
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            if any(self.marker in str(arg) for arg in args[:1]):
+                self.calls.append((name, str(args[0])))
+            return real(*args, **kwargs)
+
+        return spy
+
+
+def local_files(root: Path, marker: str) -> dict[str, str]:
+    """An existing video file, a directory and a missing path, all named with ``marker``."""
+    from omnivid.testing import video_bytes
+
+    (root / f"{marker}.mp4").write_bytes(video_bytes("secret"))
+    (root / f"{marker}-dir").mkdir()
+    return {
+        "file": str(root / f"{marker}.mp4"),
+        "directory": str(root / f"{marker}-dir"),
+        "missing": str(root / f"{marker}-missing.mp4"),
+    }

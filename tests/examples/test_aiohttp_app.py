@@ -5,16 +5,29 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from _examples import EVOLINK_FOX, FOX, bound_socket, env_for, load_example, poll_json, until
+from _examples import (
+    EVOLINK_FOX,
+    FOX,
+    FileSpy,
+    bound_socket,
+    env_for,
+    load_example,
+    local_files,
+    poll_json,
+    until,
+)
 from aiohttp import web
 
 from omnivid.testing import Simulator
 
 pytestmark = pytest.mark.anyio
+
+GEMINI = "gemini-omni-flash-preview"
 
 example = load_example("aiohttp_app")
 
@@ -119,3 +132,27 @@ async def test_evolink_callback_reaches_the_app(sim: Simulator) -> None:
     assert status == 200 and body["status"] == "completed"
     assert sim.stats.polls == polls
     assert [attempt.result for attempt in sim.stats.callbacks] == [200]
+
+
+async def test_local_paths_are_refused_without_touching_the_filesystem(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body naming a server file (existing, a directory or missing) gets the same 422, no
+    file is looked up or opened, and nothing is sent: no reading, uploading or probing."""
+    paths = local_files(tmp_path, "server-secret")
+    async with running(env_for(sim)) as (_, http):
+        spy = FileSpy(monkeypatch, "server-secret")
+        replies = {
+            name: await post(http, "/videos", {"model": GEMINI, "prompt": "p", "videos": [path]})
+            for name, path in paths.items()
+        }
+        batch = await post(
+            http, "/batches", {"requests": [{"model": GEMINI, "videos": [paths["file"]]}]}
+        )
+    assert {status for status, _ in replies.values()} == {422}
+    assert {body["field"] for _, body in replies.values()} == {"videos[0]"}
+    assert len({body["rule"] for _, body in replies.values()}) == 1  # nothing to tell apart
+    assert "local file paths are not accepted" in replies["file"][1]["rule"]
+    assert batch[0] == 422 and batch[1]["field"] == "requests[0].videos[0]"
+    assert spy.calls == []
+    assert sim.stats.submits == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,10 +12,12 @@ import pytest
 from _examples import (
     EVOLINK_FOX,
     FOX,
+    FileSpy,
     asgi_bridge,
     bound_socket,
     env_for,
     load_example,
+    local_files,
     poll_json,
     until,
 )
@@ -22,6 +25,8 @@ from _examples import (
 from omnivid.testing import Simulator
 
 pytestmark = pytest.mark.anyio
+
+GEMINI = "gemini-omni-flash-preview"
 
 example = load_example("fastapi_app")
 
@@ -186,3 +191,30 @@ async def test_shutdown_cancels_a_running_batch(sim: Simulator) -> None:
         await until(lambda: sim.stats.submits == 1)
         batch = app.state.batches.runs[started["id"]]
     assert batch.state == "cancelled"
+
+
+async def test_local_paths_are_refused_without_touching_the_filesystem(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body naming a server file (existing, a directory or missing) gets the same 422, no
+    file is looked up or opened, and nothing is sent: no reading, uploading or probing."""
+    paths = local_files(tmp_path, "server-secret")
+    async with running(env_for(sim)) as (_, http):
+        spy = FileSpy(monkeypatch, "server-secret")
+        replies = {
+            name: await http.post(
+                "/videos", json={"model": GEMINI, "prompt": "p", "videos": [path]}
+            )
+            for name, path in paths.items()
+        }
+        batch = await http.post(
+            "/batches", json={"requests": [{"model": GEMINI, "videos": [paths["file"]]}]}
+        )
+    bodies = {name: answer.json() for name, answer in replies.items()}
+    assert {answer.status_code for answer in replies.values()} == {422}
+    assert {body["field"] for body in bodies.values()} == {"videos[0]"}
+    assert len({body["rule"] for body in bodies.values()}) == 1  # nothing to tell apart
+    assert "local file paths are not accepted" in bodies["file"]["rule"]
+    assert batch.status_code == 422 and batch.json()["field"] == "requests[0].videos[0]"
+    assert spy.calls == []
+    assert sim.stats.submits == 0
