@@ -74,11 +74,20 @@ async def run_batch(command: BatchCommand, *, interrupted: Sequence[int] = ()) -
     providers = jobfile.providers
     budgets = parse_max_cost(command.max_cost, providers)
     if command.simulate:
+        state_file = command.out / "simulator.sqlite"
+        if command.journal_path.exists() and not state_file.exists():
+            print(
+                f"omnivid: {state_file} is missing, so the simulator starts empty: tasks the "
+                f"journal {command.journal_path} recorded as running are unknown to it (404); "
+                "use a new --out to start over",
+                file=sys.stderr,
+                flush=True,
+            )
         async with simulated_endpoints(
             providers,
             time_scale=command.time_scale,
             seed=command.sim_seed,
-            state_file=command.out / "simulator.sqlite",
+            state_file=state_file,
         ) as endpoints:
             return await BatchRun(command, jobfile, budgets, interrupted).run(endpoints)
     base_urls = parse_base_urls(command.base_urls, providers)

@@ -147,3 +147,17 @@ def test_second_simulated_run_on_same_folder_is_refused(tmp_path: Path) -> None:
     assert second.returncode == 2, second.stderr
     assert second.stderr.startswith("omnivid: error: ") and "Traceback" not in second.stderr
     assert "in use" in second.stderr
+
+
+def test_missing_simulator_state_is_explained(tmp_path: Path) -> None:
+    """A journal without its simulator's state file: the rerun says why its tasks are unknown."""
+    jobs = write_jobs(tmp_path / "jobs.jsonl", long_jobs(1, 10))
+    out = tmp_path / "out"
+    args = ["batch", str(jobs), "--out", str(out), "--simulate", "--progress", "log", *SCALE]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "is missing" not in first.stderr
+    (out / "simulator.sqlite").unlink()
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr  # finished jobs come from the journal
+    assert f"{out / 'simulator.sqlite'} is missing, so the simulator starts empty" in again.stderr
