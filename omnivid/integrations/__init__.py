@@ -7,8 +7,10 @@ A callback counts only if its token matches that task (constant-time comparison)
 then its body is not trusted: the task is read back with a ``GET`` and only a terminal
 read-back wakes the waiters (``client.wait``, ``watch``, ``map``) at once. Polling continues
 at a long interval (``CallbackReceiver.fallback_poll``), so a lost callback only delays a
-result. Duplicate callbacks are answered 200 without another read-back; a wrong token, an
-unknown task or a malformed body gets a 4xx and changes nothing; replies never echo a secret.
+result. Duplicate callbacks are answered 200 without another read-back; a wrong token, a token
+of another task, an unknown task or a malformed body gets a 4xx and changes nothing; read-backs
+are bounded per token (one at a time, none again within ``readback_interval``); replies never
+echo a secret.
 
 FastAPI::
 
