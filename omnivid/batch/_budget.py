@@ -3,11 +3,20 @@
 Amounts are in the provider's billing unit (APIMart currency, EvoLink credits). Before its
 submit a job reserves its estimated cost; the reservation is replaced by the provider's own
 figure once known, and by the actual cost when the task ends (a refused submit gives it back;
-an ambiguous one counts it as spent, since the provider may be billing it)::
+an ambiguous one, or a task whose polls failed, counts it as spent, since the provider may be
+billing it)::
 
-    a job may be submitted  iff  spent + reserved + estimate <= max_cost
-    it waits                while that fails but reservations could still come back
-    the budget closes       once even spent + estimate > max_cost, or nothing is reserved
+    a job may be submitted  iff  earlier + held + spent + reserved + estimate <= max_cost
+    it waits                while that fails but this batch's reservations could come back
+    the budget closes       once even earlier + held + spent + estimate > max_cost, or this
+                            batch reserves nothing
+
+Without a journal, ``earlier`` and ``held`` are 0: the cap covers one call. With a journal they
+come from it when the batch starts (:meth:`~omnivid.journal.JournalBackend.spending`), so the
+cap covers every run of that journal: ``earlier`` is what its finished tasks cost, ``held`` the
+reservations of its open entries (submits whose answer was never recorded, tasks still
+running). A job the batch resumes takes its entry's reservation over from ``held``
+(:meth:`Budget.take_over`); the rest of ``held`` stays counted for the whole batch.
 
 Once closed, no new task is submitted: every remaining job ends ``not_submitted``.
 """
@@ -25,18 +34,48 @@ _EPS = 1e-9
 
 
 class Budget:
-    """Reservations and spending against an optional limit."""
+    """Reservations and spending against an optional limit (see the module docstring).
+
+    ``spent`` and ``reserved`` are this batch's; ``earlier`` and ``held`` what its journal
+    counted when the batch started (minus the reservations the batch took over)."""
 
     def __init__(self, limit: float | None) -> None:
         self.limit = limit
         self.spent = 0.0
         self.reserved = 0.0
+        self.earlier = 0.0
+        self.held = 0.0
         self.closed = False
         self._changed = anyio.Event()
         self._waiting = 0  # reserve calls waiting for a change
 
     def __repr__(self) -> str:
-        return f"<Budget spent={self.spent:g} reserved={self.reserved:g} of {self.limit}>"
+        return (
+            f"<Budget spent={self.total_spent:g} reserved={self.total_reserved:g} of {self.limit}>"
+        )
+
+    @property
+    def total_spent(self) -> float:
+        """Spent over every run this budget knows of (the journal's runs and this one)."""
+        return self.earlier + self.spent
+
+    @property
+    def total_reserved(self) -> float:
+        """Reserved now: by this batch and by the journal's open entries it did not take."""
+        return self.held + self.reserved
+
+    def load(self, spent: float, reserved: float) -> None:
+        """Count what the journal recorded before this batch: ``spent`` by finished tasks,
+        ``reserved`` by open entries."""
+        self.earlier = spent
+        self.held = reserved
+
+    def take_over(self, amount: float) -> None:
+        """A resumed job owns its entry's reservation ``amount`` from now on (it comes back
+        or becomes spending with the job)."""
+        held = self.held - amount
+        self.held = held if held > _EPS else 0.0  # (float sums of the same amounts)
+        self.reserved += amount
 
     async def reserve(self, amount: float) -> bool:
         """Reserve ``amount``, waiting while in-flight reservations might free room.
@@ -46,15 +85,16 @@ class Budget:
             self.reserved += amount
             return True
         while not self.closed:
-            if self.spent + self.reserved + amount <= limit + _EPS:
+            fixed = self.earlier + self.held + self.spent  # comes back to nobody
+            if fixed + self.reserved + amount <= limit + _EPS:
                 self.reserved += amount
                 return True
-            if self.reserved <= _EPS or self.spent + amount > limit + _EPS:
+            if self.reserved <= _EPS or fixed + amount > limit + _EPS:
                 self.closed = True
                 log.info(
                     "budget reached (spent %.4g + reserved %.4g of %.4g): no new submits",
-                    self.spent,
-                    self.reserved,
+                    self.total_spent,
+                    self.total_reserved,
                     limit,
                 )
                 break
@@ -83,9 +123,11 @@ class Budget:
 
     def describe(self, amount: float) -> str:
         """Why ``amount`` does not fit, for a ``BudgetExceededError``."""
+        earlier = " over every run of the journal" if self.earlier or self.held else ""
         return (
-            f"not submitted: the budget max_cost={self.limit:g} is reached (spent "
-            f"{self.spent:.4g}, reserved {self.reserved:.4g}, this job needs about {amount:.4g})"
+            f"not submitted: the budget max_cost={self.limit:g} is reached{earlier} (spent "
+            f"{self.total_spent:.4g}, reserved {self.total_reserved:.4g}, this job needs about "
+            f"{amount:.4g})"
         )
 
     def _notify(self) -> None:

@@ -46,8 +46,15 @@ class EventHub:
                 if not self._handler_failed:
                     self._handler_failed = True
                     log.exception("the batch's on_event handler raised; events go on")
+        broken = []
         for stream in self._streams:
-            stream.send_nowait(event)
+            try:
+                stream.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                broken.append(stream)  # its reader is gone (a loop left early): forget it
+        for stream in broken:
+            self._streams.remove(stream)
+            stream.close()
 
     def subscribe(self) -> AsyncIterator[Event]:
         """A new iterator over the events from now on; it ends when the hub closes."""

@@ -15,6 +15,10 @@ key not a str or int      ``refuse``: ``ValidationError`` (field ``key``)
 
 Without a journal the same calls are no-ops (:class:`NoJournal`), so the engine never asks.
 
+Both carry the cost the budget reserved for the job, so a rerun counts a killed run's
+reservations (:meth:`JournalLink.spending`, read when the batch starts; see
+:mod:`omnivid.batch._budget`).
+
 The records that must be durable before the batch goes on (the intent before the POST, the task
 id after it) are awaited (the SQLite journal group-commits them, one transaction per few
 event-loop turns: :mod:`omnivid.journal._group_commit`). The rest is written without waiting.
@@ -27,7 +31,7 @@ from typing import Literal
 
 from .._models import Task
 from ..errors import JournalConflictError, OmnividError, SubmissionUnknownError, ValidationError
-from ..journal import JournalBackend, JournalEntry
+from ..journal import JournalBackend, JournalEntry, Spending
 from ._job import Job
 
 __all__ = ["JournalLink", "Match", "NoJournal"]
@@ -62,6 +66,10 @@ class NoJournal:
 
     def not_submitted(self, job: Job, reason: str) -> None:
         """Nothing to record."""
+
+    def spending(self) -> Spending:
+        """Nothing spent or reserved before this batch."""
+        return Spending()
 
     def close(self) -> None:
         """Nothing to close."""
@@ -152,6 +160,7 @@ class JournalLink(NoJournal):
             run=self.run,
             new=new,
             request_json=job.request_json,
+            reserved=job.reserved,
         )
         if not written:
             self._live.discard(job.jkey)
@@ -161,10 +170,10 @@ class JournalLink(NoJournal):
         return None
 
     async def submitted(self, job: Job, task: Task) -> None:
-        """Commit the task id (right after the POST)."""
+        """Commit the task id (right after the POST), with the cost now reserved for it."""
         if job.jkey is not None:
             await self.journal.write_submitted(
-                job.jkey, task, task_ids=job.task_ids, attempts=job.attempts
+                job.jkey, task, task_ids=job.task_ids, attempts=job.attempts, reserved=job.reserved
             )
 
     def finished(self, job: Job, task: Task, body: str | None = None) -> None:
@@ -189,6 +198,10 @@ class JournalLink(NoJournal):
                 fingerprint=job.fingerprint,
                 run=self.run,
             )
+
+    def spending(self) -> Spending:
+        """What the journal counts against this provider's budget (earlier runs)."""
+        return self.journal.spending(self.provider)
 
     def close(self) -> None:
         """Commit what is pending; close the journal if this batch opened it."""

@@ -38,14 +38,16 @@ EventKind = Literal[
 * ``resumed``: a task id recorded by an earlier run is being polled again.
 * ``progress``: the task's status or progress changed (``detail["status"]``, ``["progress"]``).
 * ``retrying``: a failed task is resubmitted, or a submit the provider refused with 429 or
-  never received is sent again (``detail["reason"]``, ``["delay"]``, ``["attempt"]``).
+  never received is sent again (``detail["reason"]``, ``["delay"]``, ``["attempt"]``; for a
+  submit never received, ``["error"]`` names the URL that could not be reached).
 * ``rate_limited``: the account got a 429 (``key`` None; ``detail["pause"]``,
   ``["retry_after"]``, ``["until"]``: the ``anyio.current_time()`` the account's gate reopens,
   ``["rate"]``).
 * terminal, exactly one per job: ``completed``, ``failed`` (task failed or cancelled, or an
   error reading it), ``timeout`` (deadline passed; the task lives on), ``ambiguous`` (the
   submit may have been accepted), ``not_submitted`` (budget, invalid request, refused,
-  journal conflict), ``skipped`` (finished in an earlier run, per the journal).
+  journal conflict, submits stopped: see ``BatchStats.stopped``), ``skipped`` (finished in an
+  earlier run, per the journal).
 * ``abandoned``: the batch was cancelled while this job's task was running (``task_id``) or
   its submit was unanswered (``task_id`` None).
 """
@@ -165,8 +167,18 @@ class BatchStats:
     ``polls_per_task`` = polls / tasks polled.
 
     Money, in the provider's billing unit (APIMart currency, EvoLink credits): ``cost_spent``
-    by finished tasks, ``cost_reserved`` for submitted ones not finished yet.
+    by this batch's finished tasks (and its submits that may have been billed),
+    ``cost_reserved`` for its submitted ones not finished yet. ``cost_spent_total`` and
+    ``cost_reserved_total`` are what ``max_cost`` counts: with a journal they add what the
+    journal recorded in earlier runs (finished tasks; submits unanswered or still running), so
+    "spent ``cost_spent_total`` of cap ``max_cost``" holds over every run of the journal;
+    without one they equal ``cost_spent`` and ``cost_reserved``.
     ``rate`` is the account's current request-rate limit (None: unlimited).
+
+    ``stopped``: why submits stopped early, naming the cause (the account's key refused
+    with 401, its balance exhausted with 402, a model it may not use with 403, or an endpoint
+    no request ever reached), else None. The jobs not submitted because of it end
+    ``not_submitted`` with an error of the same kind; running tasks are still polled.
     """
 
     jobs: int = 0
@@ -186,7 +198,11 @@ class BatchStats:
     ambiguous: int = 0
     cost_spent: float = 0.0
     cost_reserved: float = 0.0
+    cost_spent_total: float = 0.0
+    cost_reserved_total: float = 0.0
+    max_cost: float | None = None
     rate: float | None = None
+    stopped: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict form (for JSON and logs)."""

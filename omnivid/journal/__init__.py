@@ -12,15 +12,24 @@ from __future__ import annotations
 
 import os
 
-from ._base import TERMINAL_STATES, JournalBackend, JournalEntry, JournalState
+from ._base import (
+    OPEN_STATES,
+    TERMINAL_STATES,
+    JournalBackend,
+    JournalEntry,
+    JournalState,
+    Spending,
+)
 from ._sqlite import Journal
 
 __all__ = [
+    "OPEN_STATES",
     "TERMINAL_STATES",
     "Journal",
     "JournalBackend",
     "JournalEntry",
     "JournalState",
+    "Spending",
     "open_journal",
 ]
 

@@ -11,6 +11,18 @@ A journal keeps one entry per job key. Its ``state`` moves::
 The batch engine talks to a journal only through :class:`JournalBackend` (by way of
 ``omnivid.batch._journal_link``): the SQLite journal (:mod:`._sqlite`) is one implementation;
 another backend implements the same methods and needs no change in ``omnivid.batch``.
+
+Money. Each intent and task id is recorded with the cost the batch reserved for it
+(``reserved``), so a budget (``max_cost``) holds over every run of a journal, killed ones
+included. What a journal counts for a provider (:meth:`JournalBackend.spending`):
+
+* **spent**: the ``cost`` of every entry (a finished task's cost);
+* **reserved**: the ``reserved`` of every entry in ``intent`` (its submit may have been
+  accepted: possibly billed) or ``submitted`` (its task runs and will be billed); the other
+  states reserve nothing.
+
+A batch reads those totals when it starts and counts them against its cap; a job it resumes
+takes over its entry's reservation instead of adding one.
 """
 
 from __future__ import annotations
@@ -24,16 +36,30 @@ from attrs import frozen
 from .._models import Task, VideoRequest, converter
 from ..providers import get_provider
 
-__all__ = ["TERMINAL_STATES", "JournalBackend", "JournalEntry", "JournalState", "TaskForm"]
+__all__ = [
+    "OPEN_STATES",
+    "TERMINAL_STATES",
+    "JournalBackend",
+    "JournalEntry",
+    "JournalState",
+    "Spending",
+    "TaskForm",
+]
 
 JournalState = Literal["intent", "submitted", "completed", "failed", "cancelled", "not_submitted"]
 TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+OPEN_STATES: frozenset[str] = frozenset({"intent", "submitted"})
+"""The states whose ``reserved`` cost counts against a budget (see the module docstring)."""
 TaskForm = Literal["body", "provider", "omnivid"]
 
 
 @frozen(kw_only=True)
 class JournalEntry:
     """One job as the journal knows it; times are unix seconds.
+
+    ``reserved`` is the cost reserved for the job's open submit (recorded with the intent and
+    the task id; it counts while the entry is ``intent`` or ``submitted``), None when unknown
+    (an entry written before journals recorded it).
 
     ``request`` is ``VideoRequest.to_dict()``; ``task`` is the finished task's JSON in the form
     ``task_form`` says: ``'body'``, the provider's whole task-status response; ``'provider'``,
@@ -58,6 +84,7 @@ class JournalEntry:
     run: str | None
     created_at: float
     updated_at: float
+    reserved: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -86,6 +113,15 @@ class JournalEntry:
         if self.task_form == "body":
             return adapter.parse_task(self.task, model=self.model)
         return adapter.task_from_raw(self.task, model=self.model)
+
+
+@frozen
+class Spending:
+    """What a journal counts against a provider's budget (see the module docstring): ``spent``
+    by finished tasks, ``reserved`` by open entries (intent or submitted)."""
+
+    spent: float = 0.0
+    reserved: float = 0.0
 
 
 @runtime_checkable
@@ -122,17 +158,31 @@ class JournalBackend(Protocol):
         run: str,
         new: bool,
         request_json: str | None = None,
+        reserved: float = 0.0,
     ) -> bool:
-        """Commit the intent to submit ``request`` under ``key``, before the POST.
+        """Commit the intent to submit ``request`` under ``key``, before the POST, with the
+        cost ``reserved`` for it (counted while the entry stays ``intent``).
 
         With ``new=True`` the key must have no entry yet: False (nothing written, a conflict
         to report) when another job holds it."""
         ...
 
     async def write_submitted(
-        self, key: str, task: Task, *, task_ids: list[str], attempts: int
+        self,
+        key: str,
+        task: Task,
+        *,
+        task_ids: list[str],
+        attempts: int,
+        reserved: float | None = None,
     ) -> None:
-        """Commit the task id a submit returned, right after the POST."""
+        """Commit the task id a submit returned, right after the POST, and the cost now
+        ``reserved`` for its task (None: keep the intent's)."""
+        ...
+
+    def spending(self, provider: str) -> Spending:
+        """The committed spend and open reservations of ``provider``'s entries (read when a
+        batch with a journal starts; see the module docstring)."""
         ...
 
     def record_finished(

@@ -12,6 +12,9 @@ One row per job key. Its ``state`` moves::
   or the answer was lost): rerunning reports it and resubmits only when asked.
 * ``submitted`` is committed **right after** the POST returns, with the task id (every task id
   a job ever had is kept in ``task_ids``): rerunning polls it, never resubmits it.
+* both record the cost the batch reserved (``reserved``), so a budget holds over reruns and
+  kills: :meth:`Journal.spending` sums the costs of finished tasks and the reservations of
+  ``intent`` and ``submitted`` rows (see :mod:`omnivid.journal._base`).
 * the terminal states record the task, its cost and error; downloads are added by the CLI
   (:meth:`Journal.record_download`). The task is kept as the provider sent it and read back
   through the provider's adapter, so a rerun hands back the same ``Task`` without a request:
@@ -61,13 +64,13 @@ from typing import Any, Literal, Self
 
 from .._models import Task, VideoRequest, converter
 from ..errors import ConfigurationError
-from ._base import TERMINAL_STATES, JournalEntry, JournalState
+from ._base import OPEN_STATES, TERMINAL_STATES, JournalEntry, JournalState, Spending
 from ._group_commit import GroupCommit, Statement
 
 __all__ = ["TERMINAL_STATES", "Journal", "JournalEntry", "JournalState", "Statement"]
 
 
-_SCHEMA_VERSION = "3"  # 2: task_form; 3: task_form 'body' (older journals are migrated)
+_SCHEMA_VERSION = "4"  # 2: task_form; 3: task_form 'body'; 4: reserved (older ones migrate)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     key         TEXT PRIMARY KEY,
@@ -87,20 +90,25 @@ CREATE TABLE IF NOT EXISTS jobs (
     downloads   TEXT NOT NULL DEFAULT '[]',
     run         TEXT,
     created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
+    updated_at  REAL NOT NULL,
+    reserved    REAL
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _COLUMNS = (
     "key, fingerprint, provider, model, request, state, task_id, task_ids, attempts, status, "
-    "cost, task, task_form, error, downloads, run, created_at, updated_at"
+    "cost, task, task_form, error, downloads, run, created_at, updated_at, reserved"
+)
+_TO_4 = (
+    "ALTER TABLE jobs ADD COLUMN reserved REAL; UPDATE meta SET value = '4' WHERE name = 'schema';"
 )
 _MIGRATIONS = {
     "1": "ALTER TABLE jobs ADD COLUMN task_form TEXT; "
-    "UPDATE jobs SET task_form = 'omnivid' WHERE task IS NOT NULL; "
-    "UPDATE meta SET value = '3' WHERE name = 'schema';",
+    "UPDATE jobs SET task_form = 'omnivid' WHERE task IS NOT NULL; " + _TO_4,
     # 3 adds a value of task_form, which an omnivid reading version 2 would misread
-    "2": "UPDATE meta SET value = '3' WHERE name = 'schema';",
+    "2": _TO_4,
+    # 4 records reservations (NULL in older rows: unknown, a rerun reserves those jobs again)
+    "3": _TO_4,
 }
 
 
@@ -126,13 +134,14 @@ class Journal:
         *,
         durability: Literal["normal", "full"] = "normal",
     ) -> Journal:
-        """Open (creating if needed) the journal at ``path``."""
+        """Open (creating if needed) the journal at ``path``, and its folder."""
         if durability not in ("normal", "full"):
             raise ConfigurationError(f"durability={durability!r}: must be 'normal' or 'full'")
         target = Path(path)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError(f"cannot open the journal {target}: {exc}") from None
         try:
             db.execute("PRAGMA busy_timeout = 5000")
@@ -221,6 +230,17 @@ class Journal:
     def __len__(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM jobs", ()).fetchone()[0])
 
+    def spending(self, provider: str) -> Spending:
+        """What counts against ``provider``'s budget: the costs of its entries and the
+        reservations of its open ones (``intent``, ``submitted``)."""
+        spent, reserved = self._query(
+            "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(CASE WHEN state IN "
+            f"({', '.join(repr(s) for s in sorted(OPEN_STATES))}) THEN reserved END), 0) "
+            "FROM jobs WHERE provider = ?",
+            (provider,),
+        ).fetchone()
+        return Spending(spent=float(spent), reserved=float(reserved))
+
     # -- writing: record_* commit (or queue, lazy ones); *_statement only build, for write_many
     def record_intent(
         self,
@@ -231,14 +251,22 @@ class Journal:
         fingerprint: str | None = None,
         run: str | None = None,
         new: bool = False,
+        reserved: float = 0.0,
     ) -> bool:
-        """Commit the intent to submit ``request`` under ``key`` (before the POST).
+        """Commit the intent to submit ``request`` under ``key`` (before the POST), with the
+        cost ``reserved`` for it.
 
         With ``new=True`` the key must not be in the journal yet: False (nothing written)
         when it is.
         """
         statement = self.intent_statement(
-            key, request, provider=provider, fingerprint=fingerprint, run=run, new=new
+            key,
+            request,
+            provider=provider,
+            fingerprint=fingerprint,
+            run=run,
+            new=new,
+            reserved=reserved,
         )
         return self.write_many([statement])[0]
 
@@ -252,6 +280,7 @@ class Journal:
         run: str | None = None,
         new: bool = False,
         request_json: str | None = None,
+        reserved: float = 0.0,
     ) -> Statement:
         """The statement :meth:`record_intent` commits, for :meth:`write_many`.
 
@@ -264,11 +293,11 @@ class Journal:
             else "UPDATE SET fingerprint = excluded.fingerprint, provider = excluded.provider, "
             "model = excluded.model, request = excluded.request, state = 'intent', "
             "status = NULL, error = NULL, task = NULL, run = excluded.run, "
-            "updated_at = excluded.updated_at"
+            "updated_at = excluded.updated_at, reserved = excluded.reserved"
         )
         return (
             "INSERT INTO jobs (key, fingerprint, provider, model, request, state, run, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'intent', ?, ?, ?) "
+            "created_at, updated_at, reserved) VALUES (?, ?, ?, ?, ?, 'intent', ?, ?, ?, ?) "
             f"ON CONFLICT (key) DO {conflict}",
             (
                 str(key),
@@ -279,6 +308,7 @@ class Journal:
                 run,
                 now,
                 now,
+                reserved,
             ),
         )
 
@@ -292,6 +322,7 @@ class Journal:
         run: str,
         new: bool,
         request_json: str | None = None,
+        reserved: float = 0.0,
     ) -> bool:
         """Commit the intent with those of the same few loop turns (:class:`GroupCommit`);
         whether it was written (see :meth:`record_intent`)."""
@@ -303,27 +334,52 @@ class Journal:
             run=run,
             new=new,
             request_json=request_json,
+            reserved=reserved,
         )
         return await self._group.write(statement)
 
     async def write_submitted(
-        self, key: str, task: Task, *, task_ids: list[str], attempts: int
+        self,
+        key: str,
+        task: Task,
+        *,
+        task_ids: list[str],
+        attempts: int,
+        reserved: float | None = None,
     ) -> None:
         """Commit the task id with the writes of the same few loop turns."""
-        statement = self.submitted_statement(key, task, task_ids=task_ids, attempts=attempts)
+        statement = self.submitted_statement(
+            key, task, task_ids=task_ids, attempts=attempts, reserved=reserved
+        )
         await self._group.write(statement)
 
     def record_submitted(
-        self, key: str | int, task: Task, *, task_ids: Sequence[str], attempts: int
+        self,
+        key: str | int,
+        task: Task,
+        *,
+        task_ids: Sequence[str],
+        attempts: int,
+        reserved: float | None = None,
     ) -> None:
         """Commit the task id the submit returned (right after the POST).
 
-        ``task_ids`` is the job's whole list (the last one is ``task.id``).
+        ``task_ids`` is the job's whole list (the last one is ``task.id``); ``reserved`` the
+        cost now reserved for the task (None: keep the intent's).
         """
-        self.write_many([self.submitted_statement(key, task, task_ids=task_ids, attempts=attempts)])
+        statement = self.submitted_statement(
+            key, task, task_ids=task_ids, attempts=attempts, reserved=reserved
+        )
+        self.write_many([statement])
 
     def submitted_statement(
-        self, key: str | int, task: Task, *, task_ids: Sequence[str], attempts: int
+        self,
+        key: str | int,
+        task: Task,
+        *,
+        task_ids: Sequence[str],
+        attempts: int,
+        reserved: float | None = None,
     ) -> Statement:
         """The statement :meth:`record_submitted` commits, for :meth:`write_many`."""
         if len(task_ids) == 1:  # the common case, without serializing the list
@@ -332,8 +388,9 @@ class Journal:
             ids_sql, ids = "?", _dumps(list(task_ids))
         return (
             f"UPDATE jobs SET state = 'submitted', task_id = ?, task_ids = {ids_sql}, "
-            "attempts = ?, status = ?, error = NULL, updated_at = ? WHERE key = ?",
-            (task.id, ids, attempts, task.status.value, time.time(), str(key)),
+            "attempts = ?, status = ?, error = NULL, updated_at = ?, "
+            "reserved = COALESCE(?, reserved) WHERE key = ?",
+            (task.id, ids, attempts, task.status.value, time.time(), reserved, str(key)),
         )
 
     def record_finished(
@@ -509,6 +566,7 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
         run,
         created_at,
         updated_at,
+        reserved,
     ) = row
     return JournalEntry(
         key=key,
@@ -529,4 +587,5 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
         run=run,
         created_at=float(created_at),
         updated_at=float(updated_at),
+        reserved=reserved,
     )

@@ -69,6 +69,31 @@ async def test_events_async_iterator_sees_the_same_events(sim: Simulator) -> Non
     assert streamed == seen and len(seen) >= 9
 
 
+async def test_an_events_loop_left_early_does_not_break_the_batch(sim: Simulator) -> None:
+    """Leaving an ``events()`` loop early (its iterator dropped) leaves the batch running: the
+    events after it, ``abandoned`` ones at a cancel included, go to the other listeners."""
+    seen: list[omnivid.Event] = []
+    all_submitted = anyio.Event()
+
+    def on_event(event: omnivid.Event) -> None:
+        seen.append(event)
+        if sum(e.kind == "submitted" for e in seen) == 3:
+            all_submitted.set()
+
+    jobs = [gemini(i, "[[duration=5000]]") for i in range(3)]
+    async with client(sim) as c:
+        async with c.map(jobs, on_event=on_event) as out:
+            async for event in out.events():
+                if event.kind == "submitted":
+                    break  # the iterator is dropped here
+            with anyio.fail_after(5):
+                await all_submitted.wait()
+            out.cancel()
+            assert await collect(out) == []
+        assert len(out.abandoned) == 3
+    assert sum(e.kind == "abandoned" for e in seen) == 3
+
+
 async def test_a_failing_handler_does_not_stop_the_batch(sim: Simulator) -> None:
     """An on_event handler that raises is logged once; the batch goes on."""
 

@@ -1,4 +1,5 @@
-"""A SIGKILL at any moment loses no task id and causes no double submission.
+"""A SIGKILL at any moment loses no task id, causes no double submission and never lets a
+budget (``max_cost``) be passed over the reruns.
 
 The simulator runs in its own process (it must outlive the client). The client process
 (``kill_child.py``) is killed with SIGKILL at random moments of its run, several times, then
@@ -16,6 +17,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,9 +59,12 @@ def sim_process() -> Iterator[tuple[str, str, str]]:
         proc.stdout.close()
 
 
-def _child(base: str, key: str, journal: Path) -> subprocess.Popen[str]:
+def _child(
+    base: str, key: str, journal: Path, jobs: int = JOBS, cap: float | None = None
+) -> subprocess.Popen[str]:
+    extra = [] if cap is None else [str(cap)]
     return subprocess.Popen(
-        [sys.executable, str(HERE / "kill_child.py"), base, key, str(journal), str(JOBS)],
+        [sys.executable, str(HERE / "kill_child.py"), base, key, str(journal), str(jobs), *extra],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -107,3 +112,45 @@ def test_sigkill_loses_no_task_id_and_never_submits_twice(
     assert len(set(stats["tasks"]) - journaled) <= len(ambiguous)
     assert len(entries) == JOBS
     assert all(e.terminal or e.state == "intent" for e in entries.values())
+
+
+def _stats(stats_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(stats_url) as resp:
+        data: dict[str, Any] = json.load(resp)
+        return data
+
+
+def test_sigkills_and_reruns_never_charge_past_the_cap(
+    sim_process: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """20 jobs at 0.4 under max_cost=2.0, killed 5 times mid-run then rerun to the end twice:
+    the simulator charges at most 2.0 in all (each run used to get its own 2.0)."""
+    base, key, stats_url = sim_process
+    journal = tmp_path / "journal.sqlite"
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(KILLS):
+        child = _child(base, key, journal, jobs=20, cap=2.0)
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        try:
+            child.wait(timeout=rng.uniform(0.01, 0.12))
+        except subprocess.TimeoutExpired:
+            child.kill()  # SIGKILL: no finally, no cleanup
+            child.wait()
+            kills += 1
+        child.stdout.close()
+    for _ in range(2):  # then plain reruns to the end
+        out, _ = _child(base, key, journal, jobs=20, cap=2.0).communicate(timeout=60)
+        assert out.strip().endswith("done 20")
+    # every task the simulator accepted ends now (those of ambiguous jobs too) and is charged
+    request = urllib.request.Request(
+        stats_url.replace("/stats", "/advance"),
+        data=json.dumps({"seconds": 10_000}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request).close()
+    stats = _stats(stats_url)
+    assert kills >= 2
+    assert 0 < len(stats["tasks"]) <= 5
+    assert stats["total_cost"] <= 2.0 + 1e-9

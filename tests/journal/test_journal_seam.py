@@ -11,7 +11,7 @@ import pytest
 from journalhelp import jobs, run
 
 from omnivid import Task, VideoRequest
-from omnivid.journal import JournalBackend, JournalEntry
+from omnivid.journal import OPEN_STATES, JournalBackend, JournalEntry, Spending
 from omnivid.testing import Simulator
 
 pytestmark = pytest.mark.anyio
@@ -41,6 +41,7 @@ class MemoryJournal:
         run: str,
         new: bool,
         request_json: str | None = None,
+        reserved: float = 0.0,
     ) -> bool:
         self.calls.append("intent")
         if new and key in self.rows:
@@ -50,18 +51,32 @@ class MemoryJournal:
             key=key, fingerprint=fingerprint, provider=provider, model=request.model,
             request=request.to_dict(), state="intent", task_id=None, task_ids=(), attempts=0,
             status=None, cost=None, task=None, task_form=None, error=None, downloads=(),
-            run=run, created_at=now, updated_at=now,
+            run=run, created_at=now, updated_at=now, reserved=reserved,
         )  # fmt: skip
         return True
 
     async def write_submitted(
-        self, key: str, task: Task, *, task_ids: list[str], attempts: int
+        self,
+        key: str,
+        task: Task,
+        *,
+        task_ids: list[str],
+        attempts: int,
+        reserved: float | None = None,
     ) -> None:
         self.calls.append("submitted")
+        entry = self.rows[key]
         self.rows[key] = attrs.evolve(
-            self.rows[key], state="submitted", task_id=task.id, task_ids=tuple(task_ids),
-            attempts=attempts,
+            entry, state="submitted", task_id=task.id, task_ids=tuple(task_ids),
+            attempts=attempts, reserved=entry.reserved if reserved is None else reserved,
         )  # fmt: skip
+
+    def spending(self, provider: str) -> Spending:
+        mine = [e for e in self.rows.values() if e.provider == provider]
+        return Spending(
+            spent=sum(e.cost or 0.0 for e in mine),
+            reserved=sum(e.reserved or 0.0 for e in mine if e.state in OPEN_STATES),
+        )
 
     def record_finished(
         self, key: str | int, task: Task, *, cost: float, body: str | None = None

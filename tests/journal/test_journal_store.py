@@ -11,6 +11,7 @@ import pytest
 
 from omnivid import Journal, Task, TaskError, TaskStatus, Video, VideoRequest
 from omnivid.errors import ConfigurationError
+from omnivid.journal import Spending
 from omnivid.providers import get_provider
 
 SEEDS = Path(__file__).parents[1] / "fixtures" / "seeds"
@@ -237,26 +238,64 @@ def test_a_version_1_journal_is_migrated(journal_path: Path) -> None:
         j.record_intent("a", REQUEST, provider="apimart")
         j.record_finished("a", done, cost=0.4)
     _sql(journal_path, "ALTER TABLE jobs DROP COLUMN task_form")  # back to what schema 1 wrote
+    _sql(journal_path, "ALTER TABLE jobs DROP COLUMN reserved")
     _sql(journal_path, "UPDATE meta SET value = '1' WHERE name = 'schema'")
     with Journal.open(journal_path) as j:
         entry = j.get("a")
         assert entry is not None and entry.task_form == "omnivid" and entry.to_task() == done
-    assert _sql(journal_path, "SELECT value FROM meta WHERE name = 'schema'") == [("3",)]
+    assert _sql(journal_path, "SELECT value FROM meta WHERE name = 'schema'") == [("4",)]
 
 
 def test_a_version_2_journal_is_migrated(journal_path: Path) -> None:
-    """A journal of schema 2 opens as version 3 and its provider-form tasks still read back."""
+    """A journal of schema 2 opens as version 4 and its provider-form tasks still read back."""
     task = get_provider("evolink").parse_task(
         json.loads((SEEDS / "evolink_task_completed.json").read_text())
     )
     with Journal.open(journal_path) as j:
         j.record_intent("a", REQUEST, provider="evolink")
         j.record_finished("a", task, cost=0.4)
+    _sql(journal_path, "ALTER TABLE jobs DROP COLUMN reserved")
     _sql(journal_path, "UPDATE meta SET value = '2' WHERE name = 'schema'")
     with Journal.open(journal_path) as j:
         entry = j.get("a")
         assert entry is not None and entry.task_form == "provider" and entry.to_task() == task
-    assert _sql(journal_path, "SELECT value FROM meta WHERE name = 'schema'") == [("3",)]
+    assert _sql(journal_path, "SELECT value FROM meta WHERE name = 'schema'") == [("4",)]
+
+
+def test_a_version_3_journal_is_migrated(journal_path: Path) -> None:
+    """A journal of schema 3 gets the reserved column: its open entries' reservations are
+    unknown (None, counted as nothing), and new ones are recorded."""
+    with Journal.open(journal_path) as j:
+        j.record_intent("a", REQUEST, provider="apimart", reserved=0.4)
+        j.record_submitted("a", _task(TaskStatus.PENDING), task_ids=["t_1"], attempts=1)
+    _sql(journal_path, "ALTER TABLE jobs DROP COLUMN reserved")  # back to what schema 3 wrote
+    _sql(journal_path, "UPDATE meta SET value = '3' WHERE name = 'schema'")
+    with Journal.open(journal_path) as j:
+        entry = j.get("a")
+        assert entry is not None and entry.state == "submitted" and entry.reserved is None
+        assert j.spending("apimart") == Spending(spent=0.0, reserved=0.0)
+        j.record_intent("b", REQUEST, provider="apimart", reserved=0.4)
+        assert j.spending("apimart") == Spending(spent=0.0, reserved=0.4)
+    assert _sql(journal_path, "SELECT value FROM meta WHERE name = 'schema'") == [("4",)]
+
+
+def test_spending_counts_costs_and_open_reservations(journal: Journal) -> None:
+    """spending() sums every entry's cost and the reservations of intent and submitted
+    entries of that provider; finished, not-submitted and other providers' reserve nothing."""
+    journal.record_intent("intent", REQUEST, provider="apimart", reserved=0.4)
+    journal.record_intent("running", REQUEST, provider="apimart", reserved=0.4)
+    journal.record_submitted(
+        "running", _task(TaskStatus.PENDING), task_ids=["t_1"], attempts=1, reserved=1.5
+    )
+    journal.record_intent("done", REQUEST, provider="apimart", reserved=0.4)
+    journal.record_finished("done", _task(TaskStatus.COMPLETED, cost=0.3), cost=0.3)
+    journal.record_intent("refused", REQUEST, provider="apimart", reserved=0.4)
+    journal.record_not_submitted("refused", REQUEST, provider="apimart", reason="HTTP 400")
+    journal.record_intent("other", REQUEST, provider="evolink", reserved=50.0)
+    assert journal.spending("apimart") == Spending(spent=0.3, reserved=0.4 + 1.5)
+    assert journal.spending("evolink") == Spending(spent=0.0, reserved=50.0)
+    entry = journal.get("running")
+    assert entry is not None and entry.reserved == 1.5
 
 
 def _sql(path: Path, statement: str) -> list[tuple[object, ...]]:

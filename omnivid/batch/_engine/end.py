@@ -46,7 +46,9 @@ class Ending(EngineState):
         task = job.task
         assert task is not None
         self._by_task.pop(task.id, None)
-        self._release_reservation(job)
+        if job.reserved:  # the task may still run and be billed: its reservation is spent
+            self.budget.settle(job.reserved, job.reserved)
+            job.reserved = 0.0
         self.slots.release()
         if exc.task_id is None:
             exc.task_id = task.id

@@ -160,7 +160,11 @@ class Engine(Feeding):
             ambiguous=c["ambiguous"],
             cost_spent=self.budget.spent,
             cost_reserved=self.budget.reserved,
+            cost_spent_total=self.budget.total_spent,
+            cost_reserved_total=self.budget.total_reserved,
+            max_cost=self.budget.limit,
             rate=self.client.gate.rate,
+            stopped=self.stopped,
         )
 
     async def run(self, source: Iterable[Any] | AsyncIterable[Any]) -> None:
@@ -207,6 +211,9 @@ class Engine(Feeding):
             resubmit_ambiguous=self.options.resubmit_ambiguous,
             owned=owned,
         )
+        # the cap covers every run of the journal: count what the earlier ones spent and hold
+        spending = self._journal.spending()
+        self.budget.load(spending.spent, spending.reserved)
 
     def _fire(self, action: int, job: Job | None) -> None:
         """A schedule entry fell due."""

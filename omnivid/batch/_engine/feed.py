@@ -70,7 +70,8 @@ class Feeding(Submitting):
             if not self.slots.try_acquire():
                 await self.slots.acquire()
             if match == "resume":
-                self._resume(job)
+                assert isinstance(found, JournalEntry)
+                self._resume(job, found.reserved)
             else:
                 self._dispatch(self._submit, job)
 

@@ -12,6 +12,7 @@ from ..._aio import clock as _clock
 from ..._http.retry import retry_hint
 from ..._models import Task, TaskStatus
 from ...errors import (
+    EndpointUnreachableError,
     NotFoundError,
     OmnividError,
     RateLimitError,
@@ -62,8 +63,9 @@ class Polling(Ending):
         self._schedule.push(due, POLL, job)
         return False
 
-    def _resume(self, job: Job) -> None:
-        """Poll a task id recorded by an earlier run (it holds a slot)."""
+    def _resume(self, job: Job, reserved: float | None) -> None:
+        """Poll a task id recorded by an earlier run (it holds a slot), taking over the cost
+        ``reserved`` for it in the journal (None: not recorded, reserve the estimate)."""
         task_id = job.task_ids[-1]
         now = _clock.now()
         job.task = Task(id=task_id, provider=self.provider.name, model=job.request.model)
@@ -75,8 +77,12 @@ class Polling(Ending):
         if self.options.deadline is not None:
             job.deadline_at = now + self.options.deadline * self.time_scale
         job.estimate = estimate_cost(self.provider, job.request, self.options.cost_estimate)
-        job.reserved = job.estimate
-        self.budget.adjust(0.0, job.estimate)
+        if reserved is None:  # a journal older than reservations: count it anew
+            job.reserved = job.estimate
+            self.budget.adjust(0.0, job.estimate)
+        else:  # counted by the journal already: this job owns it now
+            job.reserved = reserved
+            self.budget.take_over(reserved)
         self.events.emit("resumed", job.key, task_id, attempt=job.attempts)
         self._schedule_poll(job, now)
 
@@ -120,7 +126,10 @@ class Polling(Ending):
 
     def _poll_failed(self, job: Job, exc: OmnividError) -> None:
         """A transient poll failure (or a task not visible yet): try again later; the task id
-        is never dropped before the failures are many."""
+        is never dropped before the failures are many, or the endpoint was never reached."""
+        if isinstance(exc, EndpointUnreachableError):
+            self._end_poll_error(job, exc)
+            return
         job.poll_failures += 1
         limit = 3 if isinstance(exc, NotFoundError) else _MAX_POLL_FAILURES
         if job.poll_failures > limit:
@@ -131,11 +140,14 @@ class Polling(Ending):
             self._end_timeout(job)
             return
         retry = self.client.retry
-        wait = retry.backoff_wait(min(job.poll_failures, 8), self._rng)
+        wait = retry.backoff_wait(min(job.poll_failures, 8), self._rng) * self.time_scale
         hint = retry_hint(exc)
         if hint is not None:  # a 5xx's Retry-After (a 429's closed the gate already)
             wait = max(wait, retry.hint_wait(hint, self._rng))
         due = max(now + wait, self.client.gate.closed_until)
+        unreachable_at = self.client.transport.unreachable_deadline()
+        if unreachable_at is not None:  # never reached: try again by the time it is given up
+            due = min(due, max(now, unreachable_at))
         if job.deadline_at is not None and not job.zombie:
             due = min(due, job.deadline_at)
         job.phase = "waiting"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 import anyio
 import anyio.abc
 
+from ...errors import OmnividError
 from .._budget import Budget
 from .._client import BatchClient
 from .._events import EventHub
@@ -56,6 +57,10 @@ class EngineState:
         self.budget = Budget(options.max_cost)
         self.events = EventHub(options.on_event)
         self._journal: NoJournal = NoJournal()
+        # submits refused for good: None -> the whole account (401, 402, an endpoint never
+        # reached), a model -> that model (403); see submit.py
+        self._refusals: dict[str | None, OmnividError] = {}
+        self.stopped: str | None = None  # why, for BatchStats.stopped
         self._serial = itertools.count()
         self._workers: Workers | None = None
         self._scope: anyio.CancelScope | None = None

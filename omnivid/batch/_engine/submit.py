@@ -1,5 +1,14 @@
 """Submitting: the budget reservation, the journal's intent before the POST and task id after
-it, requeues of submits that provably never reached the provider, and ambiguous submits.
+it, requeues of submits that provably never reached the provider, ambiguous submits, and the
+answers that stop every further submit.
+
+Stopping. A submit answered 401 (the key is refused) or 402 (no balance), or an endpoint no
+request has ever reached (``EndpointUnreachableError``, about 30 provider seconds after its
+first connection failure), stops every further submit of the batch's account; a 403 (the key
+may not use this model) stops those of that model. The jobs that have not sent their submit
+end ``not_submitted`` with an error of the same class, saying so (no request is sent for them);
+tasks already running are still polled, and a failed one is not resubmitted.
+``BatchStats.stopped`` says why.
 """
 
 from __future__ import annotations
@@ -11,8 +20,13 @@ from attrs import evolve
 from ..._aio import clock as _clock
 from ..._http.transport import _NotSent
 from ...errors import (
+    APIError,
+    AuthenticationError,
     BudgetExceededError,
+    EndpointUnreachableError,
+    InsufficientCreditError,
     OmnividError,
+    PermissionDeniedError,
     RateLimitError,
     SubmissionUnknownError,
     ValidationError,
@@ -27,6 +41,13 @@ log = logging.getLogger("omnivid")
 __all__ = ["Submitting"]
 
 _MAX_REQUEUES = 20
+_STOPPING = (
+    AuthenticationError,
+    InsufficientCreditError,
+    PermissionDeniedError,
+    EndpointUnreachableError,
+)
+"""Submit errors after which no more submits are sent (see the module docstring)."""
 
 
 class Submitting(Polling):
@@ -35,6 +56,8 @@ class Submitting(Polling):
     async def _submit(self, job: Job) -> None:
         """Submit ``job`` (it holds a slot); ends with the job polled, requeued or ended."""
         job.phase = "submitting"
+        if self._stopped(job):
+            return
         if not job.reserved:
             job.estimate = estimate_cost(self.provider, job.request, self.options.cost_estimate)
             if not await self.budget.reserve(job.estimate):
@@ -51,6 +74,8 @@ class Submitting(Polling):
                     )
                 return
             job.reserved = job.estimate
+            if self._stopped(job):  # while it waited for room
+                return
         if job.body is None:
             try:
                 job.body = self.client.build_body(job.request)
@@ -66,6 +91,8 @@ class Submitting(Polling):
             self.slots.release()
             self._end(job, error=conflict, kind="not_submitted")
             return
+        if self._stopped(job):  # while its intent was committed (its entry: not_submitted)
+            return
         try:
             task = await self.client.submit(job.request, body=job.body)
         except SubmissionUnknownError as exc:
@@ -74,6 +101,9 @@ class Submitting(Polling):
         except (RateLimitError, _NotSent) as exc:
             self._release_reservation(job)
             self._requeue(job, exc)
+            return
+        except _STOPPING as exc:  # the provider did not create a task, and will not
+            self._stop_submits(job, exc)
             return
         except OmnividError as exc:
             # an error answer (400, 401, 402, 403...): the provider did not create a task
@@ -108,21 +138,59 @@ class Submitting(Polling):
             await self._poll(job)
 
     def _requeue(self, job: Job, exc: OmnividError) -> None:
-        """The provider provably did not take the submit (429, never sent): send it again."""
+        """The provider provably did not take the submit (429, never sent): send it again,
+        unless the endpoint was never reached for too long."""
+        transport = self.client.transport
+        unreachable = transport.unreachable() if isinstance(exc, _NotSent) else None
+        if unreachable is not None:
+            self._stop_submits(job, unreachable)
+            return
         job.requeues += 1
         if job.requeues > _MAX_REQUEUES:
             self.slots.release()
             self._end_not_submitted(job, exc)
             return
         now = _clock.now()
-        wait = self.client.retry.backoff_wait(min(job.requeues, 8), self._rng)
+        wait = self.client.retry.backoff_wait(min(job.requeues, 8), self._rng) * self.time_scale
         due = max(now + wait, self.client.gate.closed_until)
-        reason = "rate_limited" if isinstance(exc, RateLimitError) else "not_sent"
+        detail: dict[str, object] = {"reason": "rate_limited"}
+        if isinstance(exc, _NotSent):
+            detail = {"reason": "not_sent", "error": str(exc)}
+            unreachable_at = transport.unreachable_deadline()
+            if unreachable_at is not None:  # try again by the time it is given up on
+                due = min(due, max(now, unreachable_at))
         self.events.emit(
-            "retrying", job.key, None, reason=reason, delay=due - now, attempt=job.attempts + 1
+            "retrying", job.key, None, delay=due - now, attempt=job.attempts + 1, **detail
         )
         job.phase = "backoff"
         self._schedule.push(due, SUBMIT, job)
+
+    def _stop_submits(self, job: Job, cause: OmnividError) -> None:
+        """``job``'s submit got an answer that stops further submits (see the module
+        docstring): it ends not submitted with ``cause``, and so will the jobs after it."""
+        scope = job.request.model if isinstance(cause, PermissionDeniedError) else None
+        if scope not in self._refusals:
+            self._refusals[scope] = cause
+            what = f"submits of {scope}" if scope else "submits"
+            why = f"{self.provider.name} stopped {what}: {cause}"
+            log.error("%s; jobs not yet submitted end not submitted", why)
+            self.stopped = why if self.stopped is None else f"{self.stopped}; {why}"
+        self._release_reservation(job)
+        self.slots.release()
+        self._end_not_submitted(job, cause)
+
+    def _stopped(self, job: Job) -> bool:
+        """End ``job`` (it holds a slot) if its submits were stopped; True when it was."""
+        cause = self._refusals.get(None) or self._refusals.get(job.request.model)
+        if cause is None:
+            return False
+        self._release_reservation(job)
+        self.slots.release()
+        if job.task is not None and job.task.is_terminal:
+            self._end_failed(job, job.task)  # its failed task is not resubmitted
+        else:
+            self._end_not_submitted(job, _restated(cause, job.request.model))
+        return True
 
     def _on_ambiguous(self, job: Job, exc: SubmissionUnknownError) -> None:
         """The submit may have been accepted: never resubmitted unless asked."""
@@ -156,3 +224,23 @@ class Submitting(Polling):
     async def _submit_with_new_slot(self, job: Job) -> None:
         await self.slots.acquire()
         await self._submit(job)
+
+
+def _restated(cause: OmnividError, model: str) -> OmnividError:
+    """The error of a job not submitted because of ``cause`` (an earlier submit's): of the
+    same class, so callers branch on it as on the cause, and saying that nothing was sent."""
+    if isinstance(cause, APIError):
+        scope = f"model {cause.model}" if isinstance(cause, PermissionDeniedError) else "account"
+        message = (
+            f"not submitted: an earlier submit to this {scope} got this answer "
+            f"({cause.message}); no more submits are sent to it"
+        )
+    else:
+        message = f"not submitted: {cause.message}"
+    error = type(cause).__new__(type(cause))  # the cause's attributes, whatever its __init__
+    error.__dict__.update(cause.__dict__)
+    error.args = (message,)
+    error.message = message
+    error.model = model
+    error.task_id = None
+    return error
