@@ -1,21 +1,34 @@
 """Saving result videos: streamed to a ``.part`` file, resumed with ``Range``, renamed when whole.
 
+Downloads are idempotent. Beside each finished ``NAME.mp4`` a small sidecar
+``.NAME.mp4.omnivid`` (JSON) records its size, modification time, SHA-256 and the server's
+``ETag``. Downloading the same task into the same folder again returns the file without any
+request when it still matches: same size and modification time, or, if only the time changed
+(a copy), the same SHA-256. A file without a sidecar (say, saved by an older omnivid) is
+checked against the server instead: a ``Range`` request for the bytes past its end must answer
+that there are none, at exactly its size. A file that does not match is never replaced unless
+``overwrite=True``.
+
 Result URLs are public CDN links: the API key is never sent to them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import anyio.to_thread
 
 from .._models import Task, Video
 from ..errors import DownloadError
 
-__all__ = ["download_task", "download_video", "video_paths"]
+__all__ = ["download_task", "download_video", "sidecar_path", "video_paths"]
 
 log = logging.getLogger("omnivid")
 _CHUNK = 64 * 1024
@@ -25,6 +38,11 @@ def video_paths(task: Task, dest: Path) -> list[Path]:
     """Where ``download_task`` saves each of ``task``'s videos inside ``dest``."""
     n = len(task.videos)
     return [dest / (f"{task.id}.mp4" if n == 1 else f"{task.id}_{i}.mp4") for i in range(n)]
+
+
+def sidecar_path(path: Path) -> Path:
+    """The sidecar recording what was downloaded to ``path`` (see the module docstring)."""
+    return path.with_name(f".{path.name}.omnivid")
 
 
 async def download_task(
@@ -76,8 +94,16 @@ async def download_video(
         "model": task.model if task else None,
         "task_id": task.id if task else None,
     }
-    if path.exists() and not overwrite:
-        raise DownloadError(f"{path} exists; pass overwrite=True to replace it", **ctx)
+    if path.exists():
+        if not overwrite:
+            why = await _mismatch(session, video, path, timeout)
+            if why is None:
+                log.debug("%s is already downloaded", path)
+                return path
+            raise DownloadError(
+                f"{path} exists and {why}; pass overwrite=True to replace it", **ctx
+            )
+        sidecar_path(path).unlink(missing_ok=True)
     part = path.with_name(path.name + ".part")
     seen: dict[str, str] = {}  # the ETag of the file being fetched, once a response gave it
     attempts = 0
@@ -101,6 +127,8 @@ async def download_video(
             log.debug("download interrupted (%s); resuming", type(exc).__name__)
             continue
         if done:
+            # the sidecar first: a crash before the rename leaves the .part, resumed next time
+            await anyio.to_thread.run_sync(_write_sidecar, part, path, seen.get("etag"))
             os.replace(part, path)
             return path
 
@@ -123,8 +151,7 @@ async def _fetch(
     async with session.get(video.url, headers=headers, timeout=timeout) as resp:
         if resp.status == 416 and have:
             # "bytes */SIZE": complete only if we hold exactly SIZE bytes; else start over
-            size = resp.headers.get("Content-Range", "").rpartition("/")[2]
-            if size.isdigit() and int(size) == have:
+            if _content_range_total(resp) == have:
                 return True
             part.unlink(missing_ok=True)
             raise aiohttp.ClientPayloadError(f"{part} does not match the remote file")
@@ -142,7 +169,7 @@ async def _fetch(
         elif _range_start(resp) != have:
             part.unlink(missing_ok=True)
             raise aiohttp.ClientPayloadError(f"the server resumed at the wrong offset for {part}")
-        total = _total_length(resp, have)
+        total = _total_length(resp)
         with part.open("ab" if resp.status == 206 else "wb") as out:
             async for chunk in resp.content.iter_chunked(_CHUNK):
                 out.write(chunk)
@@ -158,9 +185,84 @@ def _range_start(resp: aiohttp.ClientResponse) -> int | None:
     return int(spec) if spec.strip().isdigit() else None
 
 
-def _total_length(resp: aiohttp.ClientResponse, have: int) -> int | None:
-    if resp.status == 206:
-        content_range = resp.headers.get("Content-Range", "")
-        total = content_range.rpartition("/")[2]
-        return int(total) if total.isdigit() else None
-    return resp.content_length
+def _total_length(resp: aiohttp.ClientResponse) -> int | None:
+    return _content_range_total(resp) if resp.status == 206 else resp.content_length
+
+
+# -- idempotence: is the file at ``path`` this video, completely? ------------------------------
+async def _mismatch(
+    session: aiohttp.ClientSession,
+    video: Video,
+    path: Path,
+    timeout: aiohttp.ClientTimeout | None,
+) -> str | None:
+    """None if ``path`` holds ``video`` whole (by its sidecar, else by asking the server);
+    otherwise why it is not known to."""
+    known = await anyio.to_thread.run_sync(_sidecar_mismatch, path)
+    if known != "":
+        return known
+    size = path.stat().st_size
+    try:
+        async with session.get(
+            video.url, headers={"Range": f"bytes={size}-"}, timeout=timeout
+        ) as resp:
+            # 416: nothing past our last byte (the size is in Content-Range); 206: the remote
+            # file goes on past it; 200: the server ignored Range and sends its full length
+            if resp.status in (206, 416):
+                total = _content_range_total(resp)
+            elif resp.status == 200:
+                total = resp.content_length
+            else:
+                return f"cannot be checked against the server (HTTP {resp.status})"
+            etag = resp.headers.get("ETag")
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return f"cannot be checked against the server ({type(exc).__name__})"
+    if total != size:
+        return f"has {size} bytes where the video has {total if total is not None else '?'}"
+    await anyio.to_thread.run_sync(_write_sidecar, path, path, etag)
+    return None
+
+
+def _content_range_total(resp: aiohttp.ClientResponse) -> int | None:
+    """SIZE from ``Content-Range: bytes .../SIZE``."""
+    total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+    return int(total) if total.isdigit() else None
+
+
+def _sidecar_mismatch(path: Path) -> str | None:
+    """None if ``path`` still is what its sidecar records, why not otherwise, "" without a
+    readable sidecar."""
+    try:
+        record = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+        size, mtime_ns, sha256 = record["size"], record["mtime_ns"], record["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    stat = path.stat()
+    if stat.st_size != size:
+        return f"has {stat.st_size} bytes where the video downloaded there had {size}"
+    if stat.st_mtime_ns == mtime_ns or _sha256(path) == sha256:
+        return None
+    return "is not the video downloaded there (its SHA-256 differs)"
+
+
+def _write_sidecar(source: Path, path: Path, etag: str | None) -> None:
+    """Record ``source`` (the finished ``.part``, or ``path`` itself) as ``path``'s content."""
+    stat = source.stat()
+    record: dict[str, Any] = {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,  # a rename keeps it
+        "sha256": _sha256(source),
+        "etag": etag,
+    }
+    sidecar = sidecar_path(path)
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    os.replace(tmp, sidecar)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,7 +1,9 @@
-"""download(): streamed to NAME.part, renamed when whole, resumed with Range, no overwrite."""
+"""download(): streamed to NAME.part, renamed when whole, resumed with Range; idempotent (a
+file saved whole is returned again), never overwriting another file unless asked."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from wirehelp import Recorder
 
 import omnivid
 from omnivid import errors
-from omnivid._http.download import download_task
+from omnivid._http.download import download_task, sidecar_path
 from omnivid.testing import Simulator, video_bytes
 
 GEMINI = "gemini-omni-flash-preview"
@@ -38,7 +40,7 @@ async def test_download_saves_the_whole_video(
         paths = await client.download(task, tmp_path / "out")
     assert paths == [tmp_path / "out" / f"{task.id}.mp4"]
     assert paths[0].read_bytes() == video_bytes(f"{task.id}/0")
-    assert list((tmp_path / "out").iterdir()) == paths
+    assert sorted((tmp_path / "out").iterdir()) == sorted([paths[0], sidecar_path(paths[0])])
     assert all("Range" not in h for h in file_gets(recorder))
 
 
@@ -135,17 +137,127 @@ async def test_oversized_part_file_is_discarded(make_client: MakeClient, tmp_pat
 async def test_existing_file_is_not_overwritten(
     make_client: MakeClient, recorder: Recorder, tmp_path: Path
 ) -> None:
-    """A file already at the destination is an error (no request made) unless overwrite."""
+    """Another file at the destination is an error (after one Range probe) unless overwrite."""
     async with make_client("apimart", session=recorder.session) as client:
         task = await finished(client)
         target = tmp_path / f"{task.id}.mp4"
         target.write_bytes(b"mine")
-        with pytest.raises(errors.DownloadError, match="exists; pass overwrite=True"):
+        size = len(video_bytes(f"{task.id}/0"))
+        with pytest.raises(errors.DownloadError) as caught:
             await client.download(task, tmp_path)
+        assert caught.value.args[0] == (
+            f"{target} exists and has 4 bytes where the video has {size}; "
+            "pass overwrite=True to replace it"
+        )
         assert target.read_bytes() == b"mine"
-        assert file_gets(recorder) == []
+        assert [h["Range"] for h in file_gets(recorder)] == ["bytes=4-"]
         await client.download(task, tmp_path, overwrite=True)
     assert target.read_bytes() == video_bytes(f"{task.id}/0")
+    assert sidecar_path(target).exists()
+
+
+@pytest.mark.anyio
+async def test_downloading_again_returns_the_saved_file(
+    make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A second download of the same task into the same folder returns the file it saved,
+    without a request and without touching it."""
+    async with make_client("apimart", session=recorder.session) as client:
+        task = await finished(client)
+        (path,) = await client.download(task, tmp_path)
+        stamp = path.stat().st_mtime_ns
+        requests = len(file_gets(recorder))
+        assert await client.download(task, tmp_path) == [path]
+        assert await client.download(task.id, tmp_path) == [path]
+    assert len(file_gets(recorder)) == requests
+    assert path.stat().st_mtime_ns == stamp
+    assert path.read_bytes() == video_bytes(f"{task.id}/0")
+
+
+@pytest.mark.anyio
+async def test_a_copied_file_is_recognised_by_its_hash(
+    make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A saved file whose modification time changed (a copy) but whose SHA-256 is the one in
+    its sidecar still counts as downloaded."""
+    async with make_client("apimart", session=recorder.session) as client:
+        task = await finished(client)
+        (path,) = await client.download(task, tmp_path)
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+        requests = len(file_gets(recorder))
+        assert await client.download(task, tmp_path) == [path]
+    assert len(file_gets(recorder)) == requests
+
+
+@pytest.mark.anyio
+async def test_a_changed_file_is_not_replaced(make_client: MakeClient, tmp_path: Path) -> None:
+    """A saved file edited in place (same size, other bytes) is not the video any more: an
+    error unless overwrite=True, which downloads it again."""
+    async with make_client("apimart") as client:
+        task = await finished(client)
+        (path,) = await client.download(task, tmp_path)
+        full = path.read_bytes()
+        path.write_bytes(bytes(len(full)))
+        with pytest.raises(errors.DownloadError, match="SHA-256 differs"):
+            await client.download(task, tmp_path)
+        assert path.read_bytes() == bytes(len(full))
+        path.write_bytes(full[:-1])
+        with pytest.raises(errors.DownloadError, match=f"has {len(full) - 1} bytes"):
+            await client.download(task, tmp_path)
+        assert await client.download(task, tmp_path, overwrite=True) == [path]
+        assert path.read_bytes() == full
+        assert await client.download(task, tmp_path) == [path]
+
+
+@pytest.mark.anyio
+async def test_a_whole_file_without_sidecar_is_checked_on_the_server(
+    make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A complete file saved without a sidecar is recognised by one Range request past its end
+    (416, same size), gets a sidecar, and later downloads need no request."""
+    async with make_client("apimart", session=recorder.session) as client:
+        task = await finished(client)
+        full = video_bytes(f"{task.id}/0")
+        path = tmp_path / f"{task.id}.mp4"
+        path.write_bytes(full)
+        assert await client.download(task, tmp_path) == [path]
+        assert [h["Range"] for h in file_gets(recorder)] == [f"bytes={len(full)}-"]
+        assert sidecar_path(path).exists()
+        assert await client.download(task, tmp_path) == [path]
+    assert len(file_gets(recorder)) == 1
+    assert path.read_bytes() == full
+
+
+@pytest.mark.anyio
+async def test_a_file_that_cannot_be_checked_is_left_alone(
+    sim: Simulator, apimart: omnivid.AsyncClient, tmp_path: Path
+) -> None:
+    """Without a sidecar and with the URL expired, an existing file is kept and reported."""
+    task = await finished(apimart)
+    path = tmp_path / f"{task.id}.mp4"
+    path.write_bytes(video_bytes(f"{task.id}/0"))
+    sim.advance(sim.config.url_ttl + 60)
+    with pytest.raises(errors.DownloadError, match=r"cannot be checked .*HTTP 403"):
+        await apimart.download(task, tmp_path)
+    assert path.read_bytes() == video_bytes(f"{task.id}/0")
+    assert not sidecar_path(path).exists()
+
+
+@pytest.mark.anyio
+async def test_a_finished_part_with_its_sidecar_is_renamed(
+    make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A run stopped between writing the sidecar and renaming the .part (the sidecar is
+    written first) is completed by the next download: the .part is checked and renamed."""
+    async with make_client("apimart", session=recorder.session) as client:
+        task = await finished(client)
+        (path,) = await client.download(task, tmp_path)
+        part = path.with_name(path.name + ".part")
+        os.replace(path, part)
+        (again,) = await client.download(task, tmp_path)
+    assert again == path and not part.exists()
+    assert path.read_bytes() == video_bytes(f"{task.id}/0")
+    assert file_gets(recorder)[-1]["Range"] == f"bytes={len(path.read_bytes())}-"
 
 
 @pytest.mark.anyio
