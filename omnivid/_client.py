@@ -17,6 +17,7 @@ import anyio.abc
 from ._aio import clock as _clock
 from ._aio.tasks import close_task_group, open_task_group
 from ._http.download import download_task
+from ._http.endpoint import resolve_base_url
 from ._http.gate import AccountGate
 from ._http.retry import RetryPolicy
 from ._http.transport import Timeouts, Transport
@@ -51,9 +52,12 @@ class AsyncClient:
     waits from a server estimate alone capped at 30 s), ``max_connections=100``.
 
     ``api_key`` falls back to the provider's variable (``APIMART_API_KEY``,
-    ``EVOLINK_API_KEY``). ``rate_limit`` (requests/s) starts the account's rate limiter;
-    without it omnivid sends as fast as allowed until the first 429. ``time_scale`` scales every
-    wait (polls, cooldowns), for simulators that run faster than real time.
+    ``EVOLINK_API_KEY``); ``base_url`` to ``OMNIVID_APIMART_BASE_URL`` /
+    ``OMNIVID_EVOLINK_BASE_URL``, then to the provider's public URL (a malformed one is a
+    ``ConfigurationError`` naming where it came from). ``rate_limit`` (requests/s) starts the
+    account's rate limiter; without it omnivid sends as fast as allowed until the first 429.
+    ``time_scale`` scales every wait (polls, cooldowns), for simulators that run faster than
+    real time.
 
     ``callbacks`` (a :class:`~omnivid.integrations.CallbackReceiver`, EvoLink only) gives each
     submit a callback URL with a per-task token; a verified callback wakes ``wait``/``watch``
@@ -99,7 +103,7 @@ class AsyncClient:
                 provider=self.provider.name,
             )
         self._api_key = key
-        self.base_url = (base_url or self.provider.base_url).rstrip("/")
+        self.base_url = resolve_base_url(self.provider, base_url)
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.time_scale = time_scale
@@ -226,9 +230,11 @@ class AsyncClient:
                 await self.callbacks.bind(task.id, token)
         return task
 
-    async def get(self, task_id: str) -> Task:
-        """The task's current state."""
-        return await self.transport.get_task(task_id)
+    async def get(self, task_id: str, *, language: str | None = None) -> Task:
+        """The task's current state. ``language``: the language of the provider's messages
+        (APIMart: ``zh``, ``en``, ``ko`` or ``ja``; checked before any request)."""
+        query = self.provider.status_query(language)
+        return await self.transport.get_task(task_id, query=query)
 
     def nudge(self, task_id: str) -> bool:
         """Poll ``task_id`` now in any ``wait``/``watch`` on it (a callback arrived); True
@@ -250,11 +256,13 @@ class AsyncClient:
             return True
         return False
 
-    async def watch(self, task: Task | str) -> AsyncIterator[Task]:
+    async def watch(self, task: Task | str, *, language: str | None = None) -> AsyncIterator[Task]:
         """Yield snapshots of the task whenever its status or progress changes, ending with the
-        terminal one. Polls follow ``self.poll`` (server-hinted, jittered, capped)."""
+        terminal one. Polls follow ``self.poll`` (server-hinted, jittered, capped);
+        ``language`` as in :meth:`get`."""
+        self.provider.status_query(language)  # a bad language fails before any request
         if isinstance(task, str):
-            current = await self.get(task)
+            current = await self.get(task, language=language)
             started = anyio.current_time()
             yield current
             first = False
@@ -275,7 +283,7 @@ class AsyncClient:
                 )
                 first = False
                 await self.sleep_until_due(current.id, delay)
-                latest = await self.get(current.id)
+                latest = await self.get(current.id, language=language)
                 if latest.model is None and current.model is not None:
                     latest = _with_model(latest, current.model)
                 if latest.status != current.status or latest.progress != current.progress:
@@ -286,16 +294,19 @@ class AsyncClient:
             self._submitted_at.pop(current.id, None)
             self._nudges.pop(current.id, None)
 
-    async def wait(self, task: Task | str, *, timeout: float | None = None) -> Task:
+    async def wait(
+        self, task: Task | str, *, timeout: float | None = None, language: str | None = None
+    ) -> Task:
         """Poll until the task is terminal and return it (completed, failed or cancelled).
 
         ``timeout`` (seconds) raises ``TaskTimeoutError`` carrying the last snapshot; the task
-        itself goes on at the provider.
+        itself goes on at the provider. ``language`` as in :meth:`get`.
         """
+        self.provider.status_query(language)  # a bad language fails before any request
         last: Task | None = task if isinstance(task, Task) else None
         task_id = task.id if isinstance(task, Task) else task
         with anyio.move_on_after(timeout) as scope:
-            async for snapshot in self.watch(task):
+            async for snapshot in self.watch(task, language=language):
                 last = snapshot
         if scope.cancelled_caught or last is None or not last.is_terminal:
             raise TaskTimeoutError(
@@ -405,8 +416,10 @@ class AsyncClient:
         """Save the task's videos into the directory ``dest``; returns their paths.
 
         Each file streams to ``NAME.part`` and is renamed only when complete; an interrupted
-        transfer resumes with a ``Range`` request; an existing file is an error unless
-        ``overwrite``.
+        transfer resumes with a ``Range`` request. Downloading again is harmless: a file already
+        there whole (checked by the small sidecar ``.NAME.omnivid`` beside it, or by its size
+        on the server) is returned as it is; any other existing file is a ``DownloadError``
+        unless ``overwrite``, which downloads it again.
         """
         if isinstance(task, str):
             task = await self.get(task)

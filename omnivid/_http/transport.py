@@ -16,9 +16,9 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import anyio
@@ -119,16 +119,23 @@ class Transport:
         return f"<Transport {self.provider.name} {self.base_url}>"
 
     # -- public operations -------------------------------------------------------------------
-    async def get_task(self, task_id: str, *, model: str | None = None) -> Task:
+    async def get_task(
+        self, task_id: str, *, model: str | None = None, query: Mapping[str, str] | None = None
+    ) -> Task:
         """Read a task, retrying transient failures."""
-        return (await self.read_task(task_id, model=model))[0]
+        return (await self.read_task(task_id, model=model, query=query))[0]
 
-    async def read_task(self, task_id: str, *, model: str | None = None) -> tuple[Task, str]:
+    async def read_task(
+        self, task_id: str, *, model: str | None = None, query: Mapping[str, str] | None = None
+    ) -> tuple[Task, str]:
         """Read a task, retrying transient failures; with the text of the task-status
-        response it was parsed from (what a batch's journal keeps of a finished task)."""
+        response it was parsed from (what a batch's journal keeps of a finished task).
+        ``query``: the status query's parameters (``Provider.status_query``)."""
         if not isinstance(task_id, str) or not task_id.strip():
             raise ValidationError("task_id", task_id, "must be a non-empty string")
         path = "/v1/tasks/" + (task_id if _PLAIN_ID(task_id) else quote(task_id, safe=""))
+        if query:
+            path += "?" + urlencode(query)
 
         async def once() -> tuple[Task, str]:
             self.counters["polls"] += 1

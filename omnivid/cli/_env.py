@@ -22,6 +22,7 @@ from pathlib import Path
 
 from attrs import field, frozen
 
+from .._http.endpoint import base_url_env_var, base_url_problem, env_base_url
 from ..errors import ConfigurationError
 from ..providers import get_provider, list_providers
 from ..testing import Simulator
@@ -43,11 +44,6 @@ class Endpoint:
     provider: str
     base_url: str | None
     api_key: str = field(repr=False)
-
-
-def base_url_env_var(provider: str) -> str:
-    """The environment variable overriding ``provider``'s base URL."""
-    return f"OMNIVID_{provider.upper()}_BASE_URL"
 
 
 def parse_base_urls(values: Iterable[str], providers: Iterable[str]) -> dict[str, str]:
@@ -76,8 +72,9 @@ def parse_base_urls(values: Iterable[str], providers: Iterable[str]) -> dict[str
 
 
 def _checked_url(url: str, given: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"--base-url {given!r}: must be an http(s) URL")
+    problem = base_url_problem(url)
+    if problem is not None:
+        raise UsageError(f"--base-url {given!r}: {problem}")
     return url.rstrip("/")
 
 
@@ -100,7 +97,7 @@ def real_endpoints(
             raise ConfigurationError(
                 f"no API key for {name}: set {provider.env_var} ({missing_key_hint})"
             )
-        url = base_urls.get(name) or env.get(base_url_env_var(name)) or None
+        url = base_urls.get(name) or env_base_url(name, env)
         out[name] = Endpoint(provider=name, base_url=url, api_key=key)
     return out
 

@@ -98,6 +98,8 @@ class Provider(abc.ABC):
     models: ClassVar[Mapping[str, ModelSpec]]
     callback_field: ClassVar[str | None] = None
     """The submit body's field for a completion callback URL; None if the provider has none."""
+    status_languages: ClassVar[tuple[str, ...]] = ()
+    """Values of the task-status ``language`` query (empty: the provider has no such query)."""
 
     # -- requests ---------------------------------------------------------------------------
     def spec(self, model: str) -> ModelSpec:
@@ -119,6 +121,20 @@ class Provider(abc.ABC):
         self, request: VideoRequest, options: CheckOptions = DEFAULT_CHECKS
     ) -> dict[str, Any]:
         """Validate ``request`` and return the JSON body to POST (local files become data)."""
+
+    def status_query(self, language: str | None) -> dict[str, str]:
+        """The task-status query for ``language`` ({} for None); a ``ValidationError`` for a
+        language the provider does not offer."""
+        if language is None:
+            return {}
+        if language not in self.status_languages:
+            rule = (
+                f"{self.name} answers task status in {', '.join(self.status_languages)}"
+                if self.status_languages
+                else f"{self.name} has no language option for task status"
+            )
+            raise ValidationError("language", language, rule, provider=self.name)
+        return {"language": language}
 
     # -- responses --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -153,6 +153,7 @@ class APIMart(Provider):
     name = NAME
     base_url = "https://api.apimart.ai"
     env_var = "APIMART_API_KEY"
+    status_languages = ("zh", "en", "ko", "ja")  # GET /v1/tasks/{id}?language=...
     models: ClassVar[Mapping[str, ModelSpec]] = {
         GEMINI: ModelSpec(
             name=GEMINI,

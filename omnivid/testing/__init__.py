@@ -68,6 +68,10 @@ Failed and cancelled tasks cost 0. Completed tasks cost, per task: ``Omni-Flash-
 4 credits, ``gemini-omni-flash-preview`` 1.0 / 10 credits; EvoLink reserves 10.234 credits per
 requested second (``auto`` = 10) and charges for the actual video length at 0.01 per credit.
 
+APIMart's task status takes ``?language=zh|en|ko|ja``: that answer's messages (its error, a
+failed task's ``error.message``) come in that language; another value is a 400. Without it,
+errors use ``SimConfig.language`` and failure messages are the English ones above.
+
 Errors not spelled out by the documents: unknown task -> 404 (APIMart ``not_found_error``,
 EvoLink ``task_not_found``); APIMart 403 ``permission_error``; APIMart 500 ``server_error``;
 an expired result URL -> 403 ``{"error": {"code": "url_expired", ...}}``.

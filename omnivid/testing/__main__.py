@@ -12,7 +12,7 @@ import signal
 import sys
 from contextlib import suppress
 
-from ._config import PROVIDERS, FaultConfig, SimConfig
+from ._config import LANGUAGES, PROVIDERS, FaultConfig, SimConfig
 from ._simulator import Simulator
 
 
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--estimate-error", type=float, default=None, help="estimated_time error, e.g. 0.3")
     add("--url-ttl", type=float, default=86400.0, help="result URL lifetime (simulated s)")
     add("--url-form", choices=("list", "string"), default="list", help="APIMart url form")
-    add("--language", choices=("zh", "en", "ja"), default="zh", help="APIMart messages")
+    add("--language", choices=LANGUAGES, default="zh", help="APIMart messages")
     add("--allow-loopback-callbacks", action="store_true", help="accept http://127.0.0.1")
     add("--failure-rate", type=float, default=0.0, help="task failure probability (all causes)")
     add("--cancel-rate", type=float, default=0.0, help="task cancellation probability")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from ._config import APIMART, DEFAULT_DURATIONS
+from ._config import APIMART, DEFAULT_DURATIONS, LANGUAGES, Language
 from ._faults import RequestFaults, admit, draw_faults, draw_outcome
 from ._markers import Markers, parse_markers
 from ._replies import Reply, error_reply, fault_reply, send
@@ -154,30 +154,46 @@ class ApiRoutes:
         return task
 
     async def handle_task(self, request: web.Request) -> web.StreamResponse:
-        """``GET /{provider}/v1/tasks/{task_id}``."""
+        """``GET /{provider}/v1/tasks/{task_id}``; APIMart's optional ``?language=zh|en|ko|ja``
+        sets the language of the answer's messages (another value is a 400)."""
         state = self._state
         provider = request.match_info["provider"]
         state.stats.polls += 1
         faults = RequestFaults()
+        language: Language | None = None
         try:
+            asked = request.query.get("language") if provider == APIMART else None
+            language = _known_language(asked)
             key = admit(state, request)
+            if asked is not None and language is None:
+                raise ApiError("invalid_request", f"language must be one of {', '.join(LANGUAGES)}")
             task = state.store.get(request.match_info["task_id"])
             if task is not None and (task.provider != provider or task.api_key != key):
                 task = None
             markers = task.markers.for_stage("poll") if task is not None else ()
             draw_faults(state, faults, "poll", task.id if task else "", markers)
             if faults.pre is not None:
-                reply = fault_reply(state.config, provider, faults.pre)
+                reply = fault_reply(state.config, provider, faults.pre, language)
             elif task is None:
-                reply = error_reply(state.config, provider, ApiError("not_found"))
+                reply = error_reply(
+                    state.config, provider, ApiError("not_found"), language=language
+                )
             else:
                 view = task.view(state.clock.now(), self._urls(task))
                 body = (
-                    apimart_task(view, state.config.url_form)
+                    apimart_task(view, state.config.url_form, language)
                     if provider == APIMART
                     else evolink_task(view)
                 )
                 reply = Reply(200, body=body)
         except ApiError as error:
-            reply = error_reply(state.config, provider, error)
+            reply = error_reply(state.config, provider, error, language=language)
         return await send(request, reply, faults)
+
+
+def _known_language(value: str | None) -> Language | None:
+    """``value`` if it is a language the simulator speaks, else None."""
+    for language in LANGUAGES:
+        if value == language:
+            return language
+    return None

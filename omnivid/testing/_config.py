@@ -28,7 +28,8 @@ MODELS: dict[str, tuple[str, ...]] = {
 
 RetryAfterMode = Literal["seconds", "http-date"]
 UrlForm = Literal["list", "string"]
-Language = Literal["zh", "en", "ja"]
+Language = Literal["zh", "en", "ko", "ja"]
+LANGUAGES: tuple[Language, ...] = ("zh", "en", "ko", "ja")
 
 DEFAULT_API_KEY = "sk-omnivid-sim"
 
@@ -139,7 +140,8 @@ class SimConfig:
         allow_loopback_callbacks: accept ``http://127.0.0.1``/``localhost`` callback URLs.
         callback_timeout: simulated seconds per callback attempt (real floor 0.5 s).
         callback_retry_delays: simulated seconds before each callback retry.
-        language: language of APIMart error messages (``zh`` as in the documents, ``en``, ``ja``).
+        language: language of APIMart error messages (``zh`` as in the documents, ``en``,
+            ``ko``, ``ja``); a task-status request's ``language`` query overrides it.
     """
 
     host: str = "127.0.0.1"
@@ -177,9 +179,7 @@ class SimConfig:
     allow_loopback_callbacks: bool = False
     callback_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0.0))
     callback_retry_delays: tuple[float, ...] = attrs.field(default=(1.0, 2.0, 4.0), converter=tuple)
-    language: Language = attrs.field(
-        default="zh", validator=attrs.validators.in_(("zh", "en", "ja"))
-    )
+    language: Language = attrs.field(default="zh", validator=attrs.validators.in_(LANGUAGES))
 
     @property
     def default_api_key(self) -> str:

@@ -26,7 +26,7 @@ from contextlib import suppress
 import attrs
 from aiohttp import web
 
-from ._config import SimConfig
+from ._config import Language, SimConfig
 from ._faults import RequestFaults
 from ._state import format_retry_after
 from ._wire import JSON, ApiError, error_body, error_status
@@ -66,8 +66,15 @@ class Reply:
     drop: str | None = None  # "reset" or "close"
 
 
-def error_reply(config: SimConfig, provider: str, error: ApiError, model: str = "") -> Reply:
-    """The provider's error answer for ``error`` (``Retry-After`` as configured on a 429)."""
+def error_reply(
+    config: SimConfig,
+    provider: str,
+    error: ApiError,
+    model: str = "",
+    language: Language | None = None,
+) -> Reply:
+    """The provider's error answer for ``error`` (``Retry-After`` as configured on a 429);
+    APIMart's message in ``language`` (default: the configured one)."""
     headers = {}
     if error.kind == "rate_limited" and config.retry_after is not None:
         seconds = config.retry_after_seconds
@@ -76,19 +83,21 @@ def error_reply(config: SimConfig, provider: str, error: ApiError, model: str = 
         else:
             when = math.ceil(time.time() + seconds)
             headers["Retry-After"] = email.utils.formatdate(when, usegmt=True)
-    body = error_body(provider, error, language=config.language, model=model)
+    body = error_body(provider, error, language=language or config.language, model=model)
     return Reply(error_status(error), body=body, headers=headers)
 
 
-def fault_reply(config: SimConfig, provider: str, pre: str) -> Reply:
+def fault_reply(
+    config: SimConfig, provider: str, pre: str, language: Language | None = None
+) -> Reply:
     """The answer to a fault that stops a request unprocessed (`RequestFaults.pre`)."""
     if pre == "reset":
         return Reply(0, drop="reset")
     if pre == "429":
-        return error_reply(config, provider, ApiError("rate_limited"))
+        return error_reply(config, provider, ApiError("rate_limited"), language=language)
     status = int(pre)
     if status == 500:
-        return error_reply(config, provider, ApiError("internal"))
+        return error_reply(config, provider, ApiError("internal"), language=language)
     reason = _REASONS.get(status, "Server Error")
     page = _GATEWAY_PAGE.format(status=status, reason=reason)
     return Reply(status, text=page, headers={"Content-Type": "text/html"})

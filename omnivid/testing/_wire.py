@@ -35,6 +35,29 @@ FAILURES: dict[str, tuple[str, str, str]] = {
     ),
     "cancel": ("task cancelled", "task_cancelled", "Task was cancelled"),
 }
+# The APIMart failure messages of a task-status request with a ``language`` query (without one,
+# the English message above). zh names the causes as the Omni-Flash-Ext document does.
+APIMART_FAILURE_MESSAGES: dict[Language, dict[str, str]] = {
+    "en": {cause: messages[0] for cause, messages in FAILURES.items()},
+    "zh": {
+        "quota": "上游配额暂时耗尽，请稍后重试",
+        "moderation": "内容审核未通过",
+        "timeout": "上游超时",
+        "cancel": "任务已取消",
+    },
+    "ja": {
+        "quota": "上流のクォータが一時的に枯渇しています。しばらくしてから再試行してください",
+        "moderation": "コンテンツ審査に通過しませんでした",
+        "timeout": "上流でタイムアウトしました",
+        "cancel": "タスクはキャンセルされました",
+    },
+    "ko": {
+        "quota": "업스트림 할당량이 일시적으로 소진되었습니다. 잠시 후 다시 시도하세요",
+        "moderation": "콘텐츠 검토를 통과하지 못했습니다",
+        "timeout": "업스트림 시간 초과",
+        "cancel": "작업이 취소되었습니다",
+    },
+}
 APIMART_FAILED_CODE = "task_failed"
 APIMART_CANCELLED_CODE = "task_cancelled"
 
@@ -107,29 +130,44 @@ _APIMART_MESSAGES: dict[int, dict[Language, str]] = {
         "zh": "请求参数无效",
         "ja": "リクエストパラメータが無効です",
         "en": "Invalid request parameters",
+        "ko": "요청 매개변수가 유효하지 않습니다",
     },
     401: {
         "zh": "身份验证失败，请检查您的API密钥",
         "ja": "認証に失敗しました。API キーを確認してください",
         "en": "Authentication failed, please check your API key",
+        "ko": "인증에 실패했습니다. API 키를 확인하세요",
     },
     402: {
         "zh": "账户余额不足，请充值后再试",
         "ja": "アカウント残高が不足しています。チャージしてから再試行してください",
         "en": "Insufficient balance, please top up and try again",
+        "ko": "계정 잔액이 부족합니다. 충전 후 다시 시도하세요",
     },
     403: {
         "zh": "无权访问该模型",
         "ja": "このモデルへのアクセス権がありません",
         "en": "No access to this model",
+        "ko": "이 모델에 대한 액세스 권한이 없습니다",
     },
-    404: {"zh": "任务不存在", "ja": "タスクが見つかりません", "en": "Task not found"},
+    404: {
+        "zh": "任务不存在",
+        "ja": "タスクが見つかりません",
+        "en": "Task not found",
+        "ko": "작업을 찾을 수 없습니다",
+    },
     429: {
         "zh": "请求过于频繁，请稍后再试",
         "ja": "リクエストが多すぎます。しばらくしてから再試行してください",
         "en": "Too many requests, please try again later",
+        "ko": "요청이 너무 많습니다. 잠시 후 다시 시도하세요",
     },
-    500: {"zh": "服务器内部错误", "ja": "サーバー内部エラー", "en": "Internal server error"},
+    500: {
+        "zh": "服务器内部错误",
+        "ja": "サーバー内部エラー",
+        "en": "Internal server error",
+        "ko": "서버 내부 오류",
+    },
 }
 
 
@@ -184,8 +222,9 @@ def apimart_submit(task_id: str) -> JSON:
     return {"code": 200, "data": [{"status": "submitted", "task_id": task_id}]}
 
 
-def apimart_task(view: TaskView, url_form: UrlForm) -> JSON:
-    """APIMart's task-status body (wrapped in ``{"code": 200, "data": ...}``)."""
+def apimart_task(view: TaskView, url_form: UrlForm, language: Language | None = None) -> JSON:
+    """APIMart's task-status body (wrapped in ``{"code": 200, "data": ...}``); ``language``,
+    from the request's query, sets the language of a failure message."""
     data: JSON = {
         "id": view.id,
         "status": view.status,
@@ -207,7 +246,12 @@ def apimart_task(view: TaskView, url_form: UrlForm) -> JSON:
         }
     elif view.cause is not None:
         code = APIMART_CANCELLED_CODE if view.status == "cancelled" else APIMART_FAILED_CODE
-        data["error"] = {"message": FAILURES[view.cause][0], "code": code}
+        message = (
+            FAILURES[view.cause][0]
+            if language is None
+            else APIMART_FAILURE_MESSAGES[language][view.cause]
+        )
+        data["error"] = {"message": message, "code": code}
     return {"code": 200, "data": data}
 
 
