@@ -7,7 +7,15 @@ Run it::
     export OMNIVID_CALLBACK_URL=https://app.example.com/omnivid/callbacks   # optional
     python examples/aiohttp_app.py --port 8080
 
-Endpoints and configuration are those of ``examples/fastapi_app.py``::
+Against the simulator instead (nothing billed; ``omnivid sim`` prints the URLs and the key)::
+
+    omnivid sim --port 8080 --time-scale 0.01 --allow-loopback-callbacks &
+    export OMNIVID_PROVIDER=apimart OMNIVID_BASE_URL=http://127.0.0.1:8080/apimart
+    export OMNIVID_API_KEY=sk-omnivid-sim OMNIVID_TIME_SCALE=0.01
+    python examples/aiohttp_app.py --port 8000
+
+Endpoints and configuration are those of ``examples/fastapi_app.py`` (no download endpoint:
+``videos`` are the provider's result URLs, fetched directly until they expire)::
 
     POST /videos        a VideoRequest as JSON        -> 201 {"id", "status", ...}
     GET  /videos/{id}   the task                      -> {"id", "status", "progress", "videos", ...}

@@ -1,11 +1,18 @@
 """omnivid inside a FastAPI service: one client for the app's lifetime, background batches, and
 secure EvoLink callbacks with polling as the fallback.
 
-Run it (needs FastAPI and an ASGI server, e.g. ``pip install fastapi uvicorn``)::
+Run it (needs FastAPI and an ASGI server: ``pip install "omnivid[examples]"``)::
 
     export OMNIVID_PROVIDER=evolink EVOLINK_API_KEY=sk-...
     export OMNIVID_CALLBACK_URL=https://app.example.com/omnivid/callbacks   # optional
     uvicorn --factory examples.fastapi_app:create_app
+
+Against the simulator instead (nothing billed; ``omnivid sim`` prints the URLs and the key)::
+
+    omnivid sim --port 8080 --time-scale 0.01 --allow-loopback-callbacks &
+    export OMNIVID_PROVIDER=apimart OMNIVID_BASE_URL=http://127.0.0.1:8080/apimart
+    export OMNIVID_API_KEY=sk-omnivid-sim OMNIVID_TIME_SCALE=0.01
+    uvicorn --factory examples.fastapi_app:create_app --port 8000
 
 Endpoints::
 
@@ -14,6 +21,11 @@ Endpoints::
     POST /batches       {"requests": [...], "max_in_flight": 4}   -> 202 {"id", "total"}
     GET  /batches/{id}  the batch and its jobs so far -> {"id", "state", "done", "jobs": [...]}
     POST /omnivid/callbacks/{token}   EvoLink's callbacks (when OMNIVID_CALLBACK_URL is set)
+
+There is no download endpoint, by design: a finished task's ``videos`` are the provider's
+result URLs, public links a client fetches directly until they expire (about a day). An app
+that must keep videos longer saves them with ``client.download`` as tasks complete and serves
+them from its own storage (see the README, "Running the examples").
 
 Errors are JSON ``{"error": ...}``: 422 for a request breaking a provider rule (with ``field``
 and ``rule``), 404 for an unknown task, 429/402 passed on from the provider, 502 otherwise; a
