@@ -146,6 +146,7 @@ class AsyncClient:
             timeouts=self.timeouts,
             retry=self.retry,
             gate=self.gate,
+            time_scale=self.time_scale,
         )
         if self.callbacks is not None:
             self.callbacks.attach(self)
@@ -345,14 +346,22 @@ class AsyncClient:
 
         ``requests``: an iterable or async iterable of ``VideoRequest`` or ``(key, request)``
         pairs, pulled lazily. ``max_in_flight``: tasks submitted and not finished, at most.
-        ``max_cost``: budget in the provider's billing unit. ``deadline``: provider seconds a
+        ``max_cost``: budget in the provider's billing unit, spent plus reserved. With a
+        ``journal`` it caps the spend over every run of that journal (a killed run's
+        reservations included: see ``BatchStats.cost_spent_total``); without one it covers
+        this call only. ``deadline``: provider seconds a
         task may run after its submit (scaled by ``time_scale``). ``resubmit``: which failed
         tasks are submitted again (None: never). ``journal``: a path or ``Journal`` making the
         batch resumable. ``resubmit_ambiguous``: resubmit jobs whose submit may have been
         accepted. ``on_event``: called with every :class:`~omnivid.Event`.
         ``cost_estimate``: per-job cost reserved by ``max_cost`` (default: the model's).
         ``prefetch``: jobs pulled ahead of the in-flight limit (default min(max_in_flight,
-        64), at least 8)::
+        64), at least 8).
+
+        A submit answered 401 or 402 stops the account's further submits, a 403 those of its
+        model, and an endpoint no request ever reached is given up on about 30 provider
+        seconds after its first failure: the jobs not sent end ``not_submitted`` with that
+        cause (``BatchStats.stopped`` says why) while running tasks are still polled::
 
             async with client.map(requests, max_in_flight=32) as outcomes:
                 async for outcome in outcomes:

@@ -5,6 +5,12 @@ A submit (POST) is retried only where the provider provably did not accept it: a
 connection that failed before the body was sent. Anything else after sending raises
 :class:`~omnivid.errors.SubmissionUnknownError` (unless ``resubmit_ambiguous``).
 
+Back-off waits without a server hint are multiplied by ``time_scale`` (a server's
+``Retry-After`` is real seconds and is not). An endpoint no request has ever reached
+(connection refused, DNS failure, connect timeout) is given up on :data:`UNREACHABLE_AFTER`
+provider seconds (times ``time_scale``) after its first failure: the last wait is cut short
+to that moment, then :class:`~omnivid.errors.EndpointUnreachableError` names the URL.
+
 The API key is sent in the ``Authorization`` header only, and never logged or put in errors.
 """
 
@@ -25,10 +31,12 @@ import anyio
 import backoff
 from attrs import frozen
 
+from .._aio import clock as _clock
 from .._models import Task, VideoRequest
 from ..errors import (
     APIError,
     ConnectionFailedError,
+    EndpointUnreachableError,
     RateLimitError,
     ServerError,
     SubmissionUnknownError,
@@ -39,9 +47,9 @@ from ..errors import (
 from ..providers import Provider
 from ..providers._wire import decode_json
 from .gate import AccountGate
-from .retry import RetryPolicy, parse_retry_after
+from .retry import RetryPolicy, parse_retry_after, retry_hint
 
-__all__ = ["Timeouts", "Transport"]
+__all__ = ["UNREACHABLE_AFTER", "Timeouts", "Transport"]
 
 log = logging.getLogger("omnivid")
 T = TypeVar("T")
@@ -74,6 +82,8 @@ class Timeouts:
 _NO_SCOPE = contextlib.nullcontext()  # a GET needs no shield (reusable, it holds nothing)
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
 """A task id that ``quote(task_id, safe="")`` would leave as it is."""
+UNREACHABLE_AFTER = 30.0
+"""Provider seconds after which an endpoint that no request ever reached is given up on."""
 
 
 _NotSent = ConnectionFailedError
@@ -98,6 +108,7 @@ class Transport:
         timeouts: Timeouts,
         retry: RetryPolicy,
         gate: AccountGate,
+        time_scale: float = 1.0,
     ) -> None:
         self.provider = provider
         self._auth = {"Authorization": f"Bearer {api_key}"}
@@ -111,12 +122,37 @@ class Transport:
         self.retry = retry
         self.gate = gate
         self.counters: Counter[str] = Counter()
+        self.time_scale = time_scale
+        self.reached = False  # an answer (any status) has come from the endpoint
+        self._unreached_since: float | None = None  # first connect failure, while never reached
+        self._unreached_why = ""
         # anyio.CancelScope() looks the backend up on every call; the backend's own class
         # (the same object anyio would build) is taken once, here, inside the event loop
         self._shield: type[anyio.CancelScope] = type(anyio.CancelScope())
 
     def __repr__(self) -> str:
         return f"<Transport {self.provider.name} {self.base_url}>"
+
+    def unreachable_deadline(self) -> float | None:
+        """When a never-reached endpoint is given up on (clock seconds), or None (it answered
+        once, or no connection failed yet)."""
+        if self.reached or self._unreached_since is None:
+            return None
+        return self._unreached_since + UNREACHABLE_AFTER * self.time_scale
+
+    def unreachable(self) -> EndpointUnreachableError | None:
+        """The error to report once a never-reached endpoint's deadline has passed, else None."""
+        deadline = self.unreachable_deadline()
+        if deadline is None or _clock.now() < deadline:
+            return None
+        assert self._unreached_since is not None
+        waited = (_clock.now() - self._unreached_since) / self.time_scale
+        return EndpointUnreachableError(
+            f"cannot reach {self.provider.name} at {self.base_url}: no request has reached it "
+            f"in {waited:.0f} s ({self._unreached_why}); nothing was sent, so nothing was billed",
+            url=self.base_url,
+            provider=self.provider.name,
+        )
 
     # -- public operations -------------------------------------------------------------------
     async def get_task(
@@ -214,23 +250,45 @@ class Transport:
             if not retryable(exc):
                 raise
             first = exc
-        waits = self.retry.waits()
-        next(waits)  # primed, as backoff does
-        wait = waits.send(first)
-        self._on_backoff(first, wait, 1)
-        await asyncio.sleep(wait)  # what backoff sleeps with
-        runner: Callable[[Callable[[], Awaitable[T]]], Awaitable[T]] = backoff.on_exception(
-            _go_on(waits),
-            Exception,
-            max_tries=self.retry.max_retries,
-            jitter=None,
-            giveup=lambda e: not retryable(e),
-            on_backoff=lambda d: self._on_backoff(
-                d.get("exception"), d.get("wait", 0.0), d.get("tries", 0) + 1
-            ),
-            logger=None,
-        )(_call)
-        return await runner(once)
+        try:
+            if self._give_up(first):
+                raise first
+            waits = self.retry.waits()
+            next(waits)  # primed, as backoff does
+            wait = self._wait(first, waits.send(first))
+            self._on_backoff(first, wait, 1)
+            await asyncio.sleep(wait)  # what backoff sleeps with
+            runner: Callable[[Callable[[], Awaitable[T]]], Awaitable[T]] = backoff.on_exception(
+                _go_on(waits, self._wait),
+                Exception,
+                max_tries=self.retry.max_retries,
+                jitter=None,
+                giveup=lambda e: not retryable(e) or self._give_up(e),
+                on_backoff=lambda d: self._on_backoff(
+                    d.get("exception"), d.get("wait", 0.0), d.get("tries", 0) + 1
+                ),
+                logger=None,
+            )(_call)
+            return await runner(once)
+        except _NotSent:
+            unreachable = self.unreachable()
+            if unreachable is None:
+                raise
+            raise unreachable from None
+
+    def _wait(self, exc: BaseException | None, wait: float) -> float:
+        """The back-off before the next try: scaled unless the server hinted it, and never
+        past a never-reached endpoint's deadline."""
+        if retry_hint(exc) is None:
+            wait *= self.time_scale
+        deadline = self.unreachable_deadline()
+        if deadline is not None and isinstance(exc, _NotSent):
+            wait = min(wait, max(0.0, deadline - _clock.now()))
+        return wait
+
+    def _give_up(self, exc: BaseException) -> bool:
+        """True for a connection failure once the never-reached endpoint's deadline passed."""
+        return isinstance(exc, _NotSent) and self.unreachable() is not None
 
     def _on_backoff(self, exc: BaseException | None, wait: float, tries: int) -> None:
         self.counters["retries"] += 1
@@ -269,15 +327,9 @@ class Transport:
                     status = resp.status
                     headers = resp.headers  # case-insensitive
         except aiohttp.ClientConnectorError as exc:
-            raise _NotSent(
-                f"cannot connect to {self.provider.name}: {exc.strerror or type(exc).__name__}",
-                **self._context(model, task_id),
-            ) from None
+            raise self._not_sent(exc.strerror or type(exc).__name__, model, task_id) from None
         except aiohttp.ConnectionTimeoutError:
-            raise _NotSent(
-                f"timed out connecting to {self.provider.name}",
-                **self._context(model, task_id),
-            ) from None
+            raise self._not_sent("timed out connecting", model, task_id) from None
         except TimeoutError:
             raise TransportTimeoutError(
                 f"{method} {path} to {self.provider.name} timed out waiting for the answer",
@@ -288,6 +340,7 @@ class Transport:
                 f"{method} {path} to {self.provider.name} failed: {type(exc).__name__}",
                 **self._context(model, task_id),
             ) from None
+        self.reached = True
         request_id = headers.get("x-request-id")
         if debug:
             log.debug(
@@ -315,6 +368,17 @@ class Transport:
             status, text, retry_after=hint, request_id=request_id, model=model, task_id=task_id
         )
 
+    def _not_sent(self, why: str, model: str | None, task_id: str | None) -> _NotSent:
+        """A connection failure before anything was sent (noted while never reached)."""
+        if not self.reached:
+            self._unreached_why = why
+            if self._unreached_since is None:
+                self._unreached_since = _clock.now()
+        return _NotSent(
+            f"cannot connect to {self.provider.name} at {self.base_url}: {why}",
+            **self._context(model, task_id),
+        )
+
     def _context(self, model: str | None, task_id: str | None) -> dict[str, Any]:
         """An error's context: provider, model and task id."""
         return {"provider": self.provider.name, "model": model, "task_id": task_id}
@@ -326,13 +390,15 @@ async def _call(once: Callable[[], Awaitable[T]]) -> T:
 
 def _go_on(
     waits: Generator[float, BaseException | None, None],
+    adjust: Callable[[BaseException | None, float], float],
 ) -> Callable[[], Generator[float, BaseException | None, None]]:
-    """A ``backoff`` wait generator continuing ``waits`` (already sent the first failure)."""
+    """A ``backoff`` wait generator continuing ``waits`` (already sent the first failure),
+    each wait passed through ``adjust(failure, wait)``."""
 
     def gen() -> Generator[float, BaseException | None, None]:
         exc = yield 0.0  # backoff primes it
         while True:
-            exc = yield waits.send(exc)
+            exc = yield adjust(exc, waits.send(exc))
 
     return gen
 
