@@ -222,26 +222,29 @@ class TaskError:
     @property
     def cause(self) -> FailureCause:
         """The failure's cause from its code and message, in any of the providers' languages
-        (zh, ja, en): quota, timeout, moderation, invalid or unknown."""
+        (zh, ja, en, ko): quota, timeout, moderation, invalid or unknown."""
         return classify_failure_text(f"{self.code} {self.message}")
 
 
-# Words naming each cause, in English, Chinese (simplified and traditional) and Japanese. The
+# Words naming each cause, in English, Chinese (simplified, traditional), Japanese and Korean. The
 # first cause whose words appear wins: a refusal (moderation, invalid) is never retried by
 # mistake because its message also mentions a timeout or a quota.
 _CAUSE_TEXT: tuple[tuple[FailureCause, str], ...] = (
     (
         "moderation",
         "moderat|safety|policy|nsfw|content filter|审核|審核|审查|審查|违规|違規|敏感|審査|"
-        "モデレーション|不適切|ポリシー",
+        "モデレーション|不適切|ポリシー|콘텐츠 검토|검열|유해|정책",
     ),
-    ("invalid", "invalid|malformed|参数|參數|无效|無效|不合法|非法|パラメータ|無効|不正"),
+    (
+        "invalid",
+        "invalid|malformed|参数|參數|无效|無效|不合法|非法|パラメータ|無効|不正|유효하지|잘못된|매개변수",
+    ),
     (
         "quota",
         "quota|overload|busy|capacity|resource exhausted|resource_exhausted|配额|配額|额度|"
-        "額度|繁忙|过载|過載|クォータ|割り当て|過負荷|混雑",
+        "額度|繁忙|过载|過載|クォータ|割り当て|過負荷|混雑|할당량|한도|과부하",
     ),
-    ("timeout", "timeout|timed out|time out|超时|超時|タイムアウト|時間切れ"),
+    ("timeout", "timeout|timed out|time out|超时|超時|タイムアウト|時間切れ|시간 초과|타임아웃"),
 )
 _CAUSE_WORDS = tuple((cause, tuple(words.split("|"))) for cause, words in _CAUSE_TEXT)
 
@@ -249,7 +252,7 @@ _CAUSE_WORDS = tuple((cause, tuple(words.split("|"))) for cause, words in _CAUSE
 def classify_failure_text(text: str) -> FailureCause:
     """The cause named by a failure's text (its code and message): quota, timeout, moderation,
     invalid or unknown. APIMart reports every failure as ``task_failed`` and words the cause
-    in zh, ja or en, so the words of all three count."""
+    in zh, ja, en or ko (its ``language`` query), so the words of all four count."""
     lowered = text.casefold()
     for cause, words in _CAUSE_WORDS:
         if any(word in lowered for word in words):

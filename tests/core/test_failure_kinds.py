@@ -105,3 +105,21 @@ async def test_outcome_kind(
     async with make_client("apimart") as client, client.map(jobs, resubmit=None) as outcomes:
         kinds = {outcome.key: outcome.kind async for outcome in outcomes}
     assert kinds == {"ok": None, "quota": "quota", "timeout": "timeout"}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("language", ["zh", "ja", "ko", "en"])
+@pytest.mark.parametrize("cause", ["quota", "timeout", "moderation"])
+async def test_the_simulators_localized_failures_classify(
+    sim: Simulator, make_client: Callable[..., omnivid.AsyncClient], language: str, cause: str
+) -> None:
+    """A failure read back in zh, ja, ko or en (APIMart's language query) has the same kind,
+    and only quota and timeout are worth resubmitting."""
+    request = omnivid.VideoRequest(model="Omni-Flash-Ext", prompt=f"x [[fail:{cause}]]")
+    async with make_client("apimart") as client:
+        done = await client.wait(await client.submit(request), language=language)
+    assert done.error is not None and done.error.code == "task_failed"
+    assert (done.error.message == FAILURES[cause][0]) is (language == "en")  # localized
+    assert done.failure_kind == cause
+    expected = "permanent" if cause == "moderation" else "transient"
+    assert client.provider.classify_failure(done) == expected
