@@ -126,12 +126,24 @@ class Transport:
         self.reached = False  # an answer (any status) has come from the endpoint
         self._unreached_since: float | None = None  # first connect failure, while never reached
         self._unreached_why = ""
+        self._not_sent_listeners: list[Callable[[ConnectionFailedError], None]] = []
         # anyio.CancelScope() looks the backend up on every call; the backend's own class
         # (the same object anyio would build) is taken once, here, inside the event loop
         self._shield: type[anyio.CancelScope] = type(anyio.CancelScope())
 
     def __repr__(self) -> str:
         return f"<Transport {self.provider.name} {self.base_url}>"
+
+    def subscribe(self, listener: Callable[[ConnectionFailedError], None]) -> Callable[[], None]:
+        """Call ``listener(error)`` at every connection failure (nothing was sent), before any
+        retry; returns the unsubscribe call."""
+        self._not_sent_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._not_sent_listeners:
+                self._not_sent_listeners.remove(listener)
+
+        return unsubscribe
 
     def unreachable_deadline(self) -> float | None:
         """When a never-reached endpoint is given up on (clock seconds), or None (it answered
@@ -374,10 +386,13 @@ class Transport:
             self._unreached_why = why
             if self._unreached_since is None:
                 self._unreached_since = _clock.now()
-        return _NotSent(
+        error = _NotSent(
             f"cannot connect to {self.provider.name} at {self.base_url}: {why}",
             **self._context(model, task_id),
         )
+        for listener in tuple(self._not_sent_listeners):
+            listener(error)
+        return error
 
     def _context(self, model: str | None, task_id: str | None) -> dict[str, Any]:
         """An error's context: provider, model and task id."""

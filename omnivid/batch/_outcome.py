@@ -39,7 +39,10 @@ EventKind = Literal[
 * ``progress``: the task's status or progress changed (``detail["status"]``, ``["progress"]``).
 * ``retrying``: a failed task is resubmitted, or a submit the provider refused with 429 or
   never received is sent again (``detail["reason"]``, ``["delay"]``, ``["attempt"]``; for a
-  submit never received, ``["error"]`` names the URL that could not be reached).
+  submit never received, ``["error"]`` names the URL that could not be reached). Once per
+  batch, at the first connection failure to an endpoint that never answered, a ``retrying``
+  event with ``key`` None says so (``["reason"]`` ``not_reached``, ``["error"]`` naming the
+  URL, ``["until"]``: the ``anyio.current_time()`` it is given up at).
 * ``rate_limited``: the account got a 429 (``key`` None; ``detail["pause"]``,
   ``["retry_after"]``, ``["until"]``: the ``anyio.current_time()`` the account's gate reopens,
   ``["rate"]``).

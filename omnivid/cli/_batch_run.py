@@ -16,18 +16,22 @@ from attrs import frozen
 
 from .._client import AsyncClient
 from .._models import Task, TaskStatus
-from ..batch._outcome import TERMINAL_EVENTS, Event, Outcome
+from ..batch._outcome import TERMINAL_EVENTS, BatchStats, Event, Outcome
 from ..batch._policy import DEFAULT_RESUBMIT, ResubmitPolicy
 from ..errors import (
+    AuthenticationError,
     BudgetExceededError,
+    EndpointUnreachableError,
+    InsufficientCreditError,
     JournalConflictError,
     OmnividError,
+    PermissionDeniedError,
     SubmissionUnknownError,
     TaskFailedError,
     ValidationError,
 )
 from ..journal._sqlite import Journal
-from ._common import EXIT_FAILED, EXIT_OK, client_for, failure_reason
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, client_for, failure_reason
 from ._env import Endpoint
 from ._jobs import Job, JobFile, UsageError
 from ._progress import BatchDisplay, ProgressMode
@@ -35,6 +39,14 @@ from ._results import ResultRecord, ResultsFile, billing_unit, format_spend
 from ._videos import VideoFiles, VideoNaming
 
 __all__ = ["BatchCommand", "BatchRun"]
+
+_STOPS = (
+    AuthenticationError,
+    InsufficientCreditError,
+    PermissionDeniedError,
+    EndpointUnreachableError,
+)
+"""Errors that stop a provider's submits: reported once (``BatchStats.stopped``), not per job."""
 
 
 @frozen(kw_only=True)
@@ -88,6 +100,8 @@ class BatchRun:
         self.downloading: dict[str, Outcome] = {}
         self.unanswered: set[str] = set()
         self.rate_limited: set[str] = set()
+        self.not_reached: set[str] = set()
+        self.stats: dict[str, BatchStats] = {}  # per provider, when its batch ended
         self.spend_this_run: dict[str, float] = {}
         self.jobs_by_key = {job.key: job for job in jobfile.jobs}
         self.display = BatchDisplay(len(jobfile.jobs) + len(jobfile.errors), mode=command.progress)
@@ -144,6 +158,8 @@ class BatchRun:
             if self.interrupted:
                 self._report_interrupted()
             self._summary()
+        if any(stats.stopped for stats in self.stats.values()):
+            return EXIT_USAGE  # a key, balance, model access or endpoint to fix first
         return EXIT_OK if all(r.ok for r in self.records.values()) else EXIT_FAILED
 
     # -- one provider ------------------------------------------------------------------------
@@ -165,14 +181,18 @@ class BatchRun:
                 resubmit=resubmit,
             ) as outcomes,
         ):
-            async for outcome in outcomes:
-                job = self.jobs_by_key[str(outcome.key)]
-                task = outcome.task
-                if outcome.ok and task is not None:
-                    self.downloading[job.key] = outcome
-                    downloads.start_soon(self._download, client, job, outcome, task, limiter)
-                else:
-                    self._finish(self._record(job, outcome))
+            try:
+                async for outcome in outcomes:
+                    job = self.jobs_by_key[str(outcome.key)]
+                    task = outcome.task
+                    if outcome.ok and task is not None:
+                        self.downloading[job.key] = outcome
+                        downloads.start_soon(self._download, client, job, outcome, task, limiter)
+                    else:  # a stop's cause is printed once, in the summary
+                        stop = isinstance(outcome.error, _STOPS) and task is None
+                        self._finish(self._record(job, outcome), show=not stop)
+            finally:
+                self.stats[name] = outcomes.statistics()
 
     async def _download(
         self,
@@ -208,6 +228,11 @@ class BatchRun:
             if provider not in self.rate_limited:
                 self.rate_limited.add(provider)
                 self.display.note(f"{provider} answered 429 (rate limited); slowing down")
+            return
+        if event.kind == "retrying" and event.detail.get("reason") in ("not_reached", "not_sent"):
+            if provider not in self.not_reached:  # an endpoint that does not answer
+                self.not_reached.add(provider)
+                self.display.note(f"{event.detail.get('error')}; retrying")
             return
         if event.key is None:
             return
@@ -345,9 +370,13 @@ class BatchRun:
         lines = [
             f"omnivid: {total_jobs} job(s): " + ", ".join(parts),
             f"spend: {format_spend(spent)} in total, {format_spend(self.spend_this_run)} this run",
+            *filter(None, (_cap_line(name, stats) for name, stats in sorted(self.stats.items()))),
             f"results: {self.results.path}",
             f"videos: {self.videos_dir}",
         ]
+        for stats in self.stats.values():
+            if stats.stopped:
+                print(f"omnivid: {stats.stopped}", file=sys.stderr, flush=True)
         if counts.get("ambiguous"):
             lines.append(
                 "ambiguous jobs may have been accepted (and billed) by the provider: check its "
@@ -377,6 +406,18 @@ def _lock(journal: Path) -> IO[bytes] | None:
             "finish (two runs on one journal would submit the same jobs twice)"
         ) from None
     return handle
+
+
+def _cap_line(provider: str, stats: BatchStats) -> str:
+    """``budget apimart: spent 2.00 of cap 2.00`` (over every run of the journal)."""
+    if stats.max_cost is None:
+        return ""
+    unit = " credits" if billing_unit(provider) == "credits" else ""
+    line = f"budget {provider}: spent {stats.cost_spent_total:.2f}{unit} of cap "
+    line += f"{stats.max_cost:.2f}{unit}"
+    if stats.cost_reserved_total >= 0.005:
+        line += f" ({stats.cost_reserved_total:.2f}{unit} reserved: running or possibly billed)"
+    return line
 
 
 def _status(task: Task | None, problem: OmnividError | None) -> str:

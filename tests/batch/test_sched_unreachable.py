@@ -55,8 +55,8 @@ async def test_twelve_jobs_end_within_the_scaled_deadline(scale: float) -> None:
 
 
 async def test_retrying_events_name_the_url_meanwhile() -> None:
-    """While the endpoint is not given up on, each requeued submit emits a retrying event
-    whose error names the URL (the transport's own retries off, so each failure shows)."""
+    """At the first connection failure a retrying event (key None, reason not_reached) names
+    the URL and when it is given up on; then each requeued submit emits its own."""
     url = closed_url()
     events: list[omnivid.Event] = []
     client = omnivid.AsyncClient(
@@ -65,17 +65,34 @@ async def test_retrying_events_name_the_url_meanwhile() -> None:
         base_url=url,
         time_scale=0.002,
         adaptive_rate=False,
-        retry=omnivid.RetryPolicy(max_retries=0),
+        retry=omnivid.RetryPolicy(max_retries=0),  # (the transport's retries off: each shows)
     )
     with anyio.fail_after(10):
         async with client, client.map([gemini(0)], on_event=events.append) as out:
             (outcome,) = await collect(out)
-    retrying = [e for e in events if e.kind == "retrying"]
-    assert len(retrying) >= 2 and all(e.detail["reason"] == "not_sent" for e in retrying)
-    assert all(url in e.detail["error"] and e.key == 0 for e in retrying)
+    first, *requeues = [e for e in events if e.kind == "retrying"]
+    assert first.key is None and first.detail["reason"] == "not_reached"
+    assert url in first.detail["error"]
+    assert first.detail["until"] == pytest.approx(first.at + 30 * 0.002, abs=0.01)
+    assert requeues and all(e.detail["reason"] == "not_sent" for e in requeues)
+    assert all(url in e.detail["error"] and e.key == 0 for e in requeues)
     assert events[-1].kind == "not_submitted" and isinstance(
         outcome.error, EndpointUnreachableError
     )
+
+
+async def test_the_first_failure_is_told_even_with_the_default_client() -> None:
+    """With the default client (adaptive rate, 4 retries in the transport) the not_reached
+    event still comes at the first failure, once, before any outcome."""
+    url = closed_url()
+    events: list[omnivid.Event] = []
+    client = omnivid.AsyncClient("apimart", api_key="sk-test", base_url=url, time_scale=0.001)
+    with anyio.fail_after(10):
+        async with client, client.map([gemini(i) for i in range(3)], on_event=events.append) as out:
+            await collect(out)
+    told = [e for e in events if e.kind == "retrying" and e.key is None]
+    assert len(told) == 1 and url in told[0].detail["error"]
+    assert events.index(told[0]) < min(i for i, e in enumerate(events) if e.terminal)
 
 
 async def test_a_resumed_task_keeps_its_id_when_the_endpoint_is_unreachable(

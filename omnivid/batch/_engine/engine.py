@@ -178,6 +178,7 @@ class Engine(Feeding):
             self._http_start = Counter(self.client.transport.counters)
             self._open_journal()
             self._cleanup.append(self.client.gate.subscribe(self._on_rate_limited))
+            self._cleanup.append(self.client.transport.subscribe(self._on_not_sent))
             listeners: list[Callable[[str], bool]] = self.client._nudge_listeners
             listeners.append(self._on_nudge)
             self._cleanup.append(lambda: listeners.remove(self._on_nudge))
@@ -253,6 +254,17 @@ class Engine(Feeding):
             retry_after=retry_after,
             until=gate.closed_until,
             rate=gate.rate,
+        )
+
+    def _on_not_sent(self, error: OmnividError) -> None:
+        """A connection failed: the first time while the endpoint was never reached, say it
+        (its submits are retried until the deadline; a job's own requeues say it too)."""
+        deadline = self.client.transport.unreachable_deadline()
+        if deadline is None or self._told_not_reached:
+            return
+        self._told_not_reached = True
+        self.events.emit(
+            "retrying", None, None, reason="not_reached", error=str(error), until=deadline
         )
 
     def _http_now(self) -> Counter[str]:

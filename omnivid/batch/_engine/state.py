@@ -61,6 +61,7 @@ class EngineState:
         # reached), a model -> that model (403); see submit.py
         self._refusals: dict[str | None, OmnividError] = {}
         self.stopped: str | None = None  # why, for BatchStats.stopped
+        self._told_not_reached = False  # the retrying event of a never-reached endpoint is out
         self._serial = itertools.count()
         self._workers: Workers | None = None
         self._scope: anyio.CancelScope | None = None

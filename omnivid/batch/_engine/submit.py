@@ -173,7 +173,7 @@ class Submitting(Polling):
             self._refusals[scope] = cause
             what = f"submits of {scope}" if scope else "submits"
             why = f"{self.provider.name} stopped {what}: {cause}"
-            log.error("%s; jobs not yet submitted end not submitted", why)
+            log.warning("%s; jobs not yet submitted end not submitted", why)
             self.stopped = why if self.stopped is None else f"{self.stopped}; {why}"
         self._release_reservation(job)
         self.slots.release()
