@@ -1,0 +1,56 @@
+"""Helpers for the PostgreSQL tests: the server to use, databases made and dropped for them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from omnivid.journal._postgres import PostgresJournal
+
+OpenJournal = Callable[..., Awaitable[PostgresJournal]]
+"""The ``open_journal`` fixture: opens a journal on the test's batch."""
+
+ADMIN_URL = os.environ.get(
+    "OMNIVID_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+HOW = (
+    "start it (pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start) or set "
+    "OMNIVID_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB (a user that may CREATE DATABASE)"
+)
+
+
+def with_db(url: str, dbname: str) -> str:
+    """``url`` pointing at database ``dbname``."""
+    return make_conninfo(url, dbname=dbname)
+
+
+def _admin() -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = f"PostgreSQL not reachable at {ADMIN_URL} ({first}): {HOW}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def create_database() -> str:
+    """A new empty database on the server; its URL."""
+    name = f"omnivid_test_{secrets.token_hex(5)}"
+    with _admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return with_db(ADMIN_URL, name)
+
+
+def drop_database(url: str) -> None:
+    """Drop the database ``url`` names (its connections too)."""
+    name = conninfo_to_dict(url)["dbname"]
+    with _admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
