@@ -13,8 +13,9 @@ multiplied by the client's ``time_scale``.
 Costs are in the provider's billing unit: APIMart's ``cost`` (currency), EvoLink's credits
 (it reports no currency cost). Before a submit the budget reserves an estimate
 (:func:`estimate_cost`): the caller's ``cost_estimate`` if given, else the model's
-``ModelSpec.cost_estimate``, else 0; after the submit an EvoLink ``credits_reserved`` replaces
-it; when the task ends its actual cost (:func:`task_cost`) replaces the reservation.
+``ModelSpec.estimate`` (EvoLink: by duration, ``"auto"`` as the longest), else 0; after the
+submit the provider's figure (EvoLink's ``credits_reserved``) replaces it; when the task ends
+its actual cost (:func:`task_cost`) replaces the reservation.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def estimate_cost(
         value: float = estimate(request) if callable(estimate) else estimate
         return float(value)
     spec = provider.models.get(request.model)
-    cost = spec.cost_estimate if spec is not None else None
+    cost = spec.estimate(request) if spec is not None else None
     return float(cost) if cost is not None else 0.0
 
 

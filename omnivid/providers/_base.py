@@ -69,6 +69,21 @@ class ModelSpec:
     cost_estimate: float | None = None
     """A typical task's cost in the provider's billing unit (APIMart: currency, EvoLink:
     credits), reserved by a batch's ``max_cost`` before each submit; None if unknown."""
+    cost_per_second: float | None = None
+    """For a model billed by video second (EvoLink): the cost of one second; the estimate is
+    then ``cost_per_second * duration``, with ``"auto"`` or no duration counting as
+    ``max_seconds`` (the longest the model makes, so the budget never under-reserves)."""
+    max_seconds: int | None = None
+
+    def estimate(self, request: VideoRequest) -> float | None:
+        """What ``request`` is expected to cost before its submit (see the fields above)."""
+        if self.cost_per_second is None:
+            return self.cost_estimate
+        duration = request.duration
+        seconds = duration if isinstance(duration, int | float) else self.max_seconds
+        if seconds is None:
+            return self.cost_estimate
+        return round(self.cost_per_second * seconds, 6)
 
 
 _RESUBMIT_KIND: dict[str, FailureKind] = {

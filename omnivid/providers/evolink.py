@@ -103,6 +103,8 @@ class EvoLink(Provider):
             check=_check_r2v,
             typical_seconds=60.0,
             cost_estimate=102.34,  # credits_reserved for the default 10 s (the docs' example)
+            cost_per_second=10.234,  # billed per video second: 102.34 credits for 10 s
+            max_seconds=10,  # 'auto' may run to the longest
         ),
     }
 

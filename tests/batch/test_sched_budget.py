@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from schedhelp import client, collect, evo, gemini
 
 import omnivid
 from omnivid.errors import BudgetExceededError
+from omnivid.providers import get_provider
 from omnivid.testing import Simulator
 
 pytestmark = pytest.mark.anyio
@@ -54,13 +56,32 @@ async def test_a_custom_cost_estimate_is_reserved(sim: Simulator) -> None:
 
 
 async def test_evolink_budget_is_in_credits(sim: Simulator) -> None:
-    """EvoLink jobs reserve credits (their model estimate, then credits_reserved)."""
+    """EvoLink jobs reserve credits by duration (5 s: 51.17), then their credits_reserved."""
     jobs = [evo(i) for i in range(3)]  # 5 s each: 51.17 credits reserved and charged
     async with client(sim, "evolink") as c, c.map(jobs, max_cost=110.0) as out:
         got = await collect(out)
         stats = out.statistics()
-    assert sum(o.ok for o in got) == 1  # the estimate (102.34) leaves no room for a second
+    assert sum(o.ok for o in got) == 2  # 2 x 51.17 fit in 110, a third would not
     assert stats.cost_spent == pytest.approx(sum(o.cost for o in got))
+
+
+async def test_a_short_evolink_job_fits_a_small_budget(sim: Simulator) -> None:
+    """A 3-second EvoLink job (30.70 credits) is submitted under max_cost=40."""
+    job = attrs.evolve(evo(0), duration=3)
+    async with client(sim, "evolink") as c, c.map([job], max_cost=40.0) as out:
+        got = await collect(out)
+    assert got[0].ok and got[0].cost == pytest.approx(30.70, abs=0.01)
+
+
+async def test_auto_duration_reserves_the_longest(sim: Simulator) -> None:
+    """duration="auto" reserves what 10 s would cost, so the budget never under-reserves."""
+    spec = get_provider("evolink").models[evo(0).model]
+    assert spec.estimate(attrs.evolve(evo(0), duration="auto")) == pytest.approx(102.34)
+    assert spec.estimate(attrs.evolve(evo(0), duration=None)) == pytest.approx(102.34)
+    job = attrs.evolve(evo(0), duration="auto")
+    async with client(sim, "evolink") as c, c.map([job], max_cost=100.0) as out:
+        got = await collect(out)
+    assert isinstance(got[0].error, BudgetExceededError)
 
 
 async def test_budget_event_says_not_submitted(sim: Simulator) -> None:
