@@ -6,9 +6,10 @@ last one stopped, even one killed with SIGKILL (``Simulator(state_file=PATH)``; 
 created (before its submit is answered, so a task id a client recorded is always on file) and
 again when it ends; and one row each for the simulated time, the random source, how often each
 fault marker fired and the port (a restarted simulator listens on it again when it is free, so
-the result URLs it handed out still work). The money ledger (held and spent per key) and the ledger of tasks per
-request fingerprint are rebuilt from the tasks. The file survives the death of the process (every
-write is handed to the OS at once), not a power cut: nothing is synced to disk.
+the result URLs it handed out still work). The money ledger (held and spent per key) and the
+ledger of tasks per request fingerprint are rebuilt from the tasks. The file survives the death
+of the process (every write is handed to the OS at once), not a power cut: nothing is synced to
+disk.
 
 Time stands still while no simulator runs on the file: a restarted simulator's clock goes on
 from the last simulated time written (at every task created or ended, and at least once a real
