@@ -35,7 +35,7 @@ from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, client_for, failure_reaso
 from ._env import Endpoint
 from ._jobs import Job, JobFile, UsageError
 from ._progress import BatchDisplay, ProgressMode
-from ._results import ResultRecord, ResultsFile, billing_unit, format_spend
+from ._results import ResultRecord, ResultsFile, billing_unit, clean_amount, format_spend
 from ._videos import VideoFiles, VideoNaming
 
 __all__ = ["BatchCommand", "BatchRun"]
@@ -413,7 +413,7 @@ def _cap_line(provider: str, stats: BatchStats) -> str:
     if stats.max_cost is None:
         return ""
     unit = " credits" if billing_unit(provider) == "credits" else ""
-    line = f"budget {provider}: spent {stats.cost_spent_total:.2f}{unit} of cap "
+    line = f"budget {provider}: spent {clean_amount(stats.cost_spent_total):.2f}{unit} of cap "
     line += f"{stats.max_cost:.2f}{unit}"
     if stats.cost_reserved_total >= 0.005:
         line += f" ({stats.cost_reserved_total:.2f}{unit} reserved: running or possibly billed)"

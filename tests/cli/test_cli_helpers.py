@@ -11,6 +11,8 @@ import attrs
 import pytest
 
 from omnivid import Task, TaskError, TaskStatus
+from omnivid.batch._outcome import BatchStats
+from omnivid.cli._batch_run import _cap_line
 from omnivid.cli._common import failure_reason
 from omnivid.cli._env import Endpoint, parse_base_urls, real_endpoints
 from omnivid.cli._jobs import UsageError
@@ -159,3 +161,9 @@ def test_status_text_cleans_figures_and_skips_unknown_model() -> None:
     )
     assert re.search(r"^model\s+m$", _task_text(evolink), re.M)
     assert failure_reason(evolink) == "content_policy: no"
+
+
+def test_budget_line_shows_no_float_residue() -> None:
+    """The budget line of the summary never shows ``-0.00`` for a spend that sums to 0."""
+    stats = BatchStats(cost_spent_total=-1.1102230246251565e-16, max_cost=2.0)
+    assert _cap_line("apimart", stats) == "budget apimart: spent 0.00 of cap 2.00"
