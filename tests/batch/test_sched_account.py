@@ -23,8 +23,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_a_wrong_key_sends_one_submit_not_thirty(sim: Simulator) -> None:
-    """With a refused key, a 30-job batch sends 1 submit; 30 outcomes say 401, 29 of them
-    that they were not sent; one not_submitted event each; statistics say why."""
+    """A refused key on 30 jobs: 1 submit, 30 outcomes of class 401, 29 saying not sent."""
     sim.configure(api_keys={sim.api_key})
     events: list[omnivid.Event] = []
     jobs = [gemini(i) for i in range(30)]
@@ -56,8 +55,7 @@ async def test_at_most_the_submits_already_on_the_wire(sim: Simulator) -> None:
 
 
 async def test_no_balance_stops_submits_but_running_tasks_finish(sim: Simulator) -> None:
-    """A 402 (the balance of 2.0 is held by two running tasks) stops the submits; the two
-    running tasks are still polled and complete; the rest are not submitted."""
+    """A 402 stops the submits; the two tasks already running are polled and complete."""
     sim.configure(budgets={sim.api_key: 2.0})
     jobs = [gemini(i, "[[duration=200]]") for i in range(10)]
     async with client(sim) as c, c.map(jobs, max_in_flight=3) as out:

@@ -70,8 +70,7 @@ async def test_events_async_iterator_sees_the_same_events(sim: Simulator) -> Non
 
 
 async def test_an_events_loop_left_early_does_not_break_the_batch(sim: Simulator) -> None:
-    """Leaving an ``events()`` loop early (its iterator dropped) leaves the batch running: the
-    events after it, ``abandoned`` ones at a cancel included, go to the other listeners."""
+    """An events() loop left early leaves the batch and its other listeners running."""
     seen: list[omnivid.Event] = []
     all_submitted = anyio.Event()
 

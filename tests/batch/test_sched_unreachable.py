@@ -29,8 +29,7 @@ def closed_url() -> str:
 
 @pytest.mark.parametrize("scale", [0.001, 0.004])
 async def test_twelve_jobs_end_within_the_scaled_deadline(scale: float) -> None:
-    """12 jobs end not submitted within about 30 scaled seconds (the default retry policy's
-    back-offs scaled too), each naming the URL; the statistics say why submits stopped."""
+    """12 jobs end not submitted, naming the URL, about 30 scaled seconds after the start."""
     url = closed_url()
     events: list[omnivid.Event] = []
     # (no adaptive rate: its slow start spaces tries 50 real ms apart, beyond the point)
@@ -55,8 +54,7 @@ async def test_twelve_jobs_end_within_the_scaled_deadline(scale: float) -> None:
 
 
 async def test_retrying_events_name_the_url_meanwhile() -> None:
-    """At the first connection failure a retrying event (key None, reason not_reached) names
-    the URL and when it is given up on; then each requeued submit emits its own."""
+    """A not_reached event at the first failure, then each requeue's event, name the URL."""
     url = closed_url()
     events: list[omnivid.Event] = []
     client = omnivid.AsyncClient(
@@ -82,8 +80,7 @@ async def test_retrying_events_name_the_url_meanwhile() -> None:
 
 
 async def test_the_first_failure_is_told_even_with_the_default_client() -> None:
-    """With the default client (adaptive rate, 4 retries in the transport) the not_reached
-    event still comes at the first failure, once, before any outcome."""
+    """With the default client, one not_reached event comes before any outcome."""
     url = closed_url()
     events: list[omnivid.Event] = []
     client = omnivid.AsyncClient("apimart", api_key="sk-test", base_url=url, time_scale=0.001)
@@ -98,8 +95,7 @@ async def test_the_first_failure_is_told_even_with_the_default_client() -> None:
 async def test_a_resumed_task_keeps_its_id_when_the_endpoint_is_unreachable(
     tmp_path: Path,
 ) -> None:
-    """A task id from the journal polled against an unreachable endpoint ends with the error
-    and its task id; the journal still says submitted, so a later rerun polls it again."""
+    """A resumed task on an unreachable endpoint ends keeping its id, journaled submitted."""
     journal = tmp_path / "journal.sqlite"
     request = gemini(0)
     with Journal.open(journal) as j:

@@ -71,8 +71,7 @@ async def test_a_higher_cap_on_the_rerun_submits_only_the_difference(
 async def test_unanswered_intents_of_a_killed_run_count_as_reserved(
     sim: Simulator, journal_path: Path
 ) -> None:
-    """Three intents left by a killed run (possibly billed, 0.4 each) leave 0.8 of a 2.0 cap:
-    the rerun submits two new jobs, and reports the three as ambiguous."""
+    """Three unanswered intents (1.2) of a killed run leave room for two new jobs under 2.0."""
     with Journal.open(journal_path) as journal:
         for key, request in ext_jobs(3):
             assert journal.record_intent(key, request, provider="apimart", reserved=0.4)
@@ -85,8 +84,7 @@ async def test_unanswered_intents_of_a_killed_run_count_as_reserved(
 
 
 async def test_a_resumed_job_takes_over_its_reservation(sim: Simulator, journal_path: Path) -> None:
-    """Five tasks left running by a cancelled run hold 2.0 of a 2.4 cap: the rerun polls them
-    (their reservations taken over, not added again) and submits exactly one new job."""
+    """Five running tasks (2.0) of a cancelled run are taken over: under 2.4, one new job runs."""
     # the first five last 2 real seconds (still running at the cancel); the others 0.2
     jobs = ext_jobs(5, "[[duration=2000]]") + ext_jobs(12)[5:]
     submitted: list[omnivid.Event] = []

@@ -123,8 +123,7 @@ def _stats(stats_url: str) -> dict[str, Any]:
 def test_sigkills_and_reruns_never_charge_past_the_cap(
     sim_process: tuple[str, str, str], tmp_path: Path
 ) -> None:
-    """20 jobs at 0.4 under max_cost=2.0, killed 5 times mid-run then rerun to the end twice:
-    the simulator charges at most 2.0 in all (each run used to get its own 2.0)."""
+    """Killed 5 times then rerun twice, 20 jobs at 0.4 under max_cost=2.0 cost at most 2.0."""
     base, key, stats_url = sim_process
     journal = tmp_path / "journal.sqlite"
     rng = random.Random(7)

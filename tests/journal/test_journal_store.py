@@ -263,8 +263,7 @@ def test_a_version_2_journal_is_migrated(journal_path: Path) -> None:
 
 
 def test_a_version_3_journal_is_migrated(journal_path: Path) -> None:
-    """A journal of schema 3 gets the reserved column: its open entries' reservations are
-    unknown (None, counted as nothing), and new ones are recorded."""
+    """A schema 3 journal gets reserved (None in old rows, counted as nothing) and records it."""
     with Journal.open(journal_path) as j:
         j.record_intent("a", REQUEST, provider="apimart", reserved=0.4)
         j.record_submitted("a", _task(TaskStatus.PENDING), task_ids=["t_1"], attempts=1)
@@ -280,8 +279,7 @@ def test_a_version_3_journal_is_migrated(journal_path: Path) -> None:
 
 
 def test_spending_counts_costs_and_open_reservations(journal: Journal) -> None:
-    """spending() sums every entry's cost and the reservations of intent and submitted
-    entries of that provider; finished, not-submitted and other providers' reserve nothing."""
+    """spending() sums costs and the reservations of intent and submitted entries per provider."""
     journal.record_intent("intent", REQUEST, provider="apimart", reserved=0.4)
     journal.record_intent("running", REQUEST, provider="apimart", reserved=0.4)
     journal.record_submitted(
