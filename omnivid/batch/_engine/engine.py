@@ -30,7 +30,9 @@ after a deadline the outcome is delivered at once but the task keeps its slot an
 quietly until it ends (its result then goes to the journal); after an ambiguous submit the
 slot stays taken for the model's typical duration (``ambiguous_hold``), since the provider may
 be running it. Submits that provably never reached the provider (429, connection refused) are
-sent again after a back-off (at most 20 times). Budget rules: :mod:`omnivid.batch._budget`.
+sent again after a back-off (at most 20 times; an endpoint that never answered is given up on
+about 30 provider seconds after its first failure). A 401, 402 or 403 answer to a submit stops
+further submits (:mod:`.submit`). Budget rules: :mod:`omnivid.batch._budget`.
 
 Cancellation (leaving ``async with``, breaking the loop, an enclosing cancel scope) stops
 feeding and polling at once; a submit whose POST is already on the wire is allowed to finish
