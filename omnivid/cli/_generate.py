@@ -14,7 +14,7 @@ from ..providers import get_provider, provider_for_model
 from ._common import EXIT_FAILED, EXIT_OK, client_for, failure_reason, time_scale
 from ._env import Endpoint, parse_base_urls, real_endpoints, simulated_endpoints
 from ._progress import ProgressMode, TaskDisplay
-from ._results import clean_amount
+from ._results import billing_unit, clean_amount, unit_suffix
 
 __all__ = ["generate"]
 
@@ -98,7 +98,7 @@ async def _generate_with(
     if last.cost is not None:
         cost = f", cost {clean_amount(last.cost):.2f}"
     elif last.credits is not None:
-        cost = f", {clean_amount(last.credits):g} credits"
+        cost = f", {clean_amount(last.credits):g}{unit_suffix(billing_unit(last.provider))}"
     print(f"omnivid: task {last.id} completed{cost}", file=sys.stderr)
     for path in paths:
         print(path)

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, Literal, Self, TextIO
 
 from .._models import Task
-from ._results import ResultRecord, clean_amount, format_spend
+from ._results import ResultRecord, clean_amount, format_spend, unit_suffix
 
 __all__ = ["BatchDisplay", "ProgressMode", "TaskDisplay", "format_duration", "rich_available"]
 
@@ -153,8 +153,7 @@ class BatchDisplay:
             parts.append(f"task={record.task_id}")
         cost = clean_amount(record.cost or 0.0)
         if cost:
-            unit = " credits" if record.cost_unit == "credits" else ""
-            parts.append(f"cost={cost:.2f}{unit}")
+            parts.append(f"cost={cost:.2f}{unit_suffix(record.cost_unit)}")
         if record.from_journal:
             parts.append("(journal)")
         if record.ok and record.videos:

@@ -47,6 +47,12 @@ def billing_unit(provider: str | None) -> str:
     return "credits" if provider in _CREDIT_BILLED else "currency"
 
 
+def unit_suffix(unit: str | None) -> str:
+    """How a figure in ``unit`` is labelled: EvoLink's credits are the credits its API says it
+    *reserved* for a task (it reports no final charge), so they read ``credits reserved``."""
+    return " credits reserved" if unit == "credits" else ""
+
+
 def clean_amount(value: float) -> float:
     """A cost or credit figure without float residue (sums of prices leave some): rounded to
     6 decimals, and 0 when it is within 1e-9 of 0 (so never ``-0.00`` nor ``1.1e-16``)."""
@@ -54,19 +60,19 @@ def clean_amount(value: float) -> float:
 
 
 def format_spend(spend: Mapping[str, float], *, compact: bool = False) -> str:
-    """``4.80``, ``204.68 credits``, or ``4.80 (apimart) + 204.68 credits (evolink)``;
-    ``compact``: ``4.80 + 204.68cr``."""
+    """``4.80``, ``204.68 credits reserved``, or ``4.80 (apimart) + 204.68 credits reserved
+    (evolink)``; ``compact``: ``4.80 + 204.68cr``."""
     if not spend:
         return "0.00"
     parts = []
     for provider, total in sorted(spend.items()):
-        credits = billing_unit(provider) == "credits"
+        unit = billing_unit(provider)
         amount = clean_amount(total)
         if compact:
-            parts.append(f"{amount:.2f}{'cr' if credits else ''}")
+            parts.append(f"{amount:.2f}{'cr' if unit == 'credits' else ''}")
             continue
         label = f" ({provider})" if len(spend) > 1 else ""
-        parts.append(f"{amount:.2f}{' credits' if credits else ''}{label}")
+        parts.append(f"{amount:.2f}{unit_suffix(unit)}{label}")
     return " + ".join(parts)
 
 

@@ -11,7 +11,7 @@ from ..errors import DownloadError
 from ..providers import Provider, get_provider
 from ._common import EXIT_FAILED, EXIT_OK, client_for, error, failure_reason, time_scale
 from ._env import Endpoint, parse_base_urls, real_endpoints
-from ._results import clean_amount
+from ._results import billing_unit, clean_amount, unit_suffix
 
 __all__ = ["download", "status"]
 
@@ -82,7 +82,8 @@ def _task_text(task: Task) -> str:
         rows.append(("took", f"{task.actual_seconds:g} s"))
     if task.cost is not None or task.credits is not None:
         cost = f"{clean_amount(task.cost):.2f}" if task.cost is not None else "?"
-        credits = f" ({clean_amount(task.credits):g} credits)" if task.credits is not None else ""
+        label = unit_suffix(billing_unit(task.provider)) or " credits"
+        credits = f" ({clean_amount(task.credits):g}{label})" if task.credits is not None else ""
         rows.append(("cost", cost + credits))
     for video in task.videos:
         expires = (

@@ -80,10 +80,10 @@ def test_results_rewrite_sorts_by_line(tmp_path: Path) -> None:
 
 
 def test_spend_per_provider_with_units() -> None:
-    """Spend is shown per provider, EvoLink's in credits."""
+    """Spend is shown per provider, EvoLink's as the credits its API says it reserved."""
     assert format_spend({"apimart": 0.4}) == "0.40"
     assert format_spend({"apimart": 0.4, "evolink": 102.34}) == (
-        "0.40 (apimart) + 102.34 credits (evolink)"
+        "0.40 (apimart) + 102.34 credits reserved (evolink)"
     )
 
 
@@ -128,7 +128,7 @@ def test_amounts_show_no_float_residue(tmp_path: Path) -> None:
     assert clean_amount(residue) == 0.0 and clean_amount(-residue) == 0.0
     assert clean_amount(0.1 + 0.2) == 0.3
     assert format_spend({"apimart": -residue, "evolink": 102.34 + residue}) == (
-        "0.00 (apimart) + 102.34 credits (evolink)"
+        "0.00 (apimart) + 102.34 credits reserved (evolink)"
     )
     record = ResultRecord(
         key="k", line=1, status="completed", ok=True, cost=0.1 + 0.2, credits=residue
