@@ -227,6 +227,8 @@ class PostgresJournal(Money, Reads):
         found = await self._db.fetch("claiming a job", CLAIM, params)
         if not found:  # inserted by another worker after this statement's snapshot
             found = await self._db.fetch("claiming a job", CLAIM, params)
+        if not found:
+            raise ConfigurationError(f"key {jkey}: its row vanished while claiming it")
         claimed, *columns = found[0]
         row = job_row(tuple(columns))
         self._cache[jkey] = row.entry

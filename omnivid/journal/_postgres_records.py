@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ._postgres_schema import Database, DatabaseUnavailableError, dumps
+from ._postgres_schema import Database, dumps
 
 __all__ = ["Records"]
 
@@ -128,7 +128,7 @@ class Records:
                 await asyncio.sleep(0)
             try:
                 await self.drain()
-            except DatabaseUnavailableError as exc:
+            except Exception as exc:  # kept queued: the next record, flush or close retries
                 self.error = exc
                 log.warning("journal records held (%s): retried on the next record or flush", exc)
 

@@ -4,7 +4,8 @@
 
 For each ``--in-flight`` level it runs ``--jobs`` job cycles, that many at a time, each
 ``claim`` + ``write_intent`` + ``write_submitted`` + ``record_finished`` (the lazy record
-committed by the background writer, grouped with the other jobs' as in a batch), then
+committed by the background writer, grouped with the other jobs' as in a batch), the same
+without the ``claim`` (the protocol's path: the intent claims the job), then
 ``--acquires`` calls of ``PostgresGateState.acquire``. It reports per cycle and per acquire:
 
 * round trips: requests sent and waited for (``Database.round_trips``, counted at each call
@@ -46,18 +47,20 @@ def _commits(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def _cycle(journal: PostgresJournal, i: int) -> None:
+async def _cycle(journal: PostgresJournal, i: int, claim: bool) -> None:
     key = f"k{i}"
     request = VideoRequest(model="Omni-Flash-Ext", prompt=f"a fox {i}", duration=6)
     fingerprint, text = request.fingerprint_and_json()
-    claim = await journal.claim(
-        key, request, provider="apimart", fingerprint=fingerprint, request_json=text
-    )
-    assert claim.status == "claimed"
-    await journal.write_intent(
-        key, request, provider="apimart", fingerprint=fingerprint, run="r", new=False,
+    if claim:
+        taken = await journal.claim(
+            key, request, provider="apimart", fingerprint=fingerprint, request_json=text
+        )
+        assert taken.status == "claimed"
+    written = await journal.write_intent(
+        key, request, provider="apimart", fingerprint=fingerprint, run="r", new=not claim,
         request_json=text, reserved=0.4,
     )  # fmt: skip
+    assert written
     task = Task(id=f"t{i}", provider="apimart", model=request.model, status=TaskStatus.PENDING)
     await journal.write_submitted(key, task, task_ids=[task.id], attempts=1)
     body = f'{{"code":200,"data":{{"id":"t{i}","status":"completed","progress":100}}}}'
@@ -65,16 +68,18 @@ async def _cycle(journal: PostgresJournal, i: int) -> None:
     journal.record_finished(key, done, cost=0.4, body=body)
 
 
-async def jobs(url: str, count: int, in_flight: int) -> dict[str, float]:
-    """Per-cycle figures for ``count`` cycles, ``in_flight`` at a time."""
-    journal = await PostgresJournal.open(url, batch=f"cost-{in_flight}", pool_size=8)
+async def jobs(url: str, count: int, in_flight: int, claim: bool) -> dict[str, float]:
+    """Per-cycle figures for ``count`` cycles, ``in_flight`` at a time (``claim``: each job
+    claimed first; else the protocol's path, the intent claiming it)."""
+    batch = f"cost-{in_flight}-{claim}"
+    journal = await PostgresJournal.open(url, batch=batch, pool_size=8)
     commits, trips = _commits(url), journal.db.round_trips
     cpu, wall = time.process_time(), time.perf_counter()
     queue = iter(range(count))
 
     async def lane() -> None:
         for i in queue:
-            await _cycle(journal, i)
+            await _cycle(journal, i, claim)
 
     await asyncio.gather(*(lane() for _ in range(in_flight)))
     await journal.aflush()
@@ -117,8 +122,10 @@ async def measure(count: int, levels: list[int], slots: int) -> dict[str, dict[s
     url = make_conninfo(ADMIN, dbname=name)
     try:
         found: dict[str, dict[str, float]] = {}
-        for level in levels:
-            found[f"job cycle, {level} in flight"] = await jobs(url, count, level)
+        for claim in (True, False):
+            for level in levels:
+                what = f"{'claim+' if claim else ''}intent+submitted+finished, {level} in flight"
+                found[what] = await jobs(url, count, level, claim)
         found["acquire"] = await acquires(url, slots)
         return found
     finally:
@@ -137,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     results: Any = asyncio.run(measure(args.jobs, levels, args.acquires))
     for what, figures in results.items():
         shown = "  ".join(f"{k}={v:.2f}" for k, v in figures.items())
-        print(f"{what:28} {shown}")
+        print(f"{what:48} {shown}")
     return 0
 
 
