@@ -11,4 +11,6 @@ prints a markdown table and writes ``benchmarks/results/latest.json`` (``quick.j
 * B3 ``b3_rate_limit``: share of a server rate limit reached, and 429s, vs a semaphore loop.
 * B4 ``b4_scale``: peak RSS at 10,000 and 100,000 jobs from a generator.
 * B5 ``b5_journal``: B1 with and without the SQLite journal.
+* B6 ``b6_recovery``: recovery after 429 storms: the adaptive rate before and after, and a
+  semaphore loop.
 """

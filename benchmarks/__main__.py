@@ -1,4 +1,4 @@
-"""``python -m benchmarks [b1 b2 b3 b4 b5] [--quick] [--json PATH] [--markdown PATH]``."""
+"""``python -m benchmarks [b1 b2 b3 b4 b5 b6] [--quick] [--json PATH] [--markdown PATH]``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "b3": "b3_rate_limit",
     "b4": "b4_scale",
     "b5": "b5_journal",
+    "b6": "b6_recovery",
 }
 
 

@@ -58,14 +58,15 @@ def test_a_success_ends_the_streak(clock: Clock) -> None:
 
 
 def test_first_storm_cuts_from_the_observed_rate(clock: Clock) -> None:
-    """With no rate yet, the first storm sets it to decrease x the observed send rate."""
+    """With no rate yet (no slow start), the first storm sets it to decrease x the observed
+    send rate."""
 
     async def send(n: int) -> None:
         for _ in range(n):
             await gate.acquire()
             clock.now += 0.01  # 100 requests/s
 
-    gate = AccountGate(decrease=0.5)
+    gate = AccountGate(decrease=0.5, start_rate=None)
     anyio.run(send, 50)
     gate.on_rate_limited(None)
     assert gate.rate == pytest.approx(50.0, rel=0.05)
@@ -85,7 +86,7 @@ def test_later_storm_settles_under_the_estimated_limit(clock: Clock) -> None:
 
 def test_one_cut_per_storm(clock: Clock) -> None:
     """429s answering requests sent before the cut do not cut the rate again."""
-    gate = AccountGate(decrease=0.5)
+    gate = AccountGate(decrease=0.5, start_rate=None)
 
     async def storm() -> None:
         answered = anyio.Event()
@@ -107,8 +108,9 @@ def test_one_cut_per_storm(clock: Clock) -> None:
 
 
 def test_rate_rises_only_while_it_binds(clock: Clock) -> None:
-    """Successes raise the rate only if some request recently waited for its slot."""
-    gate = AccountGate(rate=10.0, increase=1.0)
+    """Policy aimd: successes raise the rate only if some request recently waited for its
+    slot, by slope / rate each."""
+    gate = AccountGate(rate=10.0, increase=1.0, policy="aimd")
     for _ in range(50):
         gate.on_success()
     assert gate.rate == 10.0
