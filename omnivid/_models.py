@@ -300,6 +300,18 @@ class Task:
         return self.error.cause if self.error is not None else "unknown"
 
     @property
+    def failure_reason(self) -> str:
+        """Why the task failed, said once: ``CODE: MESSAGE``, or the message alone when the
+        code only restates the status (APIMart's ``task_failed`` and ``task_cancelled``)."""
+        err = self.error
+        if err is None:
+            return "no reason given"
+        status = self.status.value
+        if not err.code or err.code in (status, f"task_{status}"):
+            return err.message or "no reason given"
+        return f"{err.code}: {err.message}" if err.message else err.code
+
+    @property
     def video_urls(self) -> list[str]:
         """The result URLs, in order."""
         return [v.url for v in self.videos]

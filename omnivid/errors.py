@@ -267,10 +267,8 @@ class TaskFailedError(OmnividError):
     kind: FailureCause
 
     def __init__(self, task: Task) -> None:
-        err = task.error
-        why = f"{err.code}: {err.message}" if err else "no reason given"
         super().__init__(
-            f"task {task.status.value}: {why}",
+            f"task {task.status.value}: {task.failure_reason}",
             provider=task.provider,
             model=task.model,
             task_id=task.id,

@@ -31,7 +31,7 @@ from ..errors import (
     ValidationError,
 )
 from ..journal._sqlite import Journal
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, client_for, failure_reason
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, client_for
 from ._env import Endpoint
 from ._jobs import Job, JobFile, UsageError
 from ._progress import BatchDisplay, ProgressMode
@@ -263,7 +263,7 @@ class BatchRun:
         problem = outcome.error
         text = error if problem is None else str(problem)
         if isinstance(problem, TaskFailedError):  # the row names provider, model and task
-            text = f"task {problem.task.status.value}: {failure_reason(problem.task)}"
+            text = f"task {problem.task.status.value}: {problem.task.failure_reason}"
         return ResultRecord(
             key=job.key,
             line=job.line,

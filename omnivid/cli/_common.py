@@ -7,7 +7,6 @@ import argparse
 import sys
 
 from .._client import AsyncClient
-from .._models import Task
 from ._env import Endpoint
 
 __all__ = [
@@ -17,7 +16,6 @@ __all__ = [
     "EXIT_USAGE",
     "client_for",
     "error",
-    "failure_reason",
     "time_scale",
 ]
 
@@ -39,18 +37,6 @@ def time_scale(args: argparse.Namespace) -> float:
     if args.time_scale is not None:
         return float(args.time_scale)
     return DEFAULT_SIM_TIME_SCALE if getattr(args, "simulate", False) else 1.0
-
-
-def failure_reason(task: Task) -> str:
-    """Why ``task`` failed, said once: ``CODE: MESSAGE``, or the message alone when the code
-    only restates the status (APIMart's ``task_failed`` and ``task_cancelled``)."""
-    err = task.error
-    if err is None:
-        return "no reason given"
-    status = task.status.value
-    if not err.code or err.code in (status, f"task_{status}"):
-        return err.message or "no reason given"
-    return f"{err.code}: {err.message}" if err.message else err.code
 
 
 def client_for(endpoint: Endpoint, time_scale: float) -> AsyncClient:

@@ -11,7 +11,7 @@ import anyio
 from .._models import TaskStatus, VideoRequest
 from ..errors import TaskTimeoutError
 from ..providers import get_provider, provider_for_model
-from ._common import EXIT_FAILED, EXIT_OK, client_for, failure_reason, time_scale
+from ._common import EXIT_FAILED, EXIT_OK, client_for, time_scale
 from ._env import Endpoint, parse_base_urls, real_endpoints, simulated_endpoints
 from ._progress import ProgressMode, TaskDisplay
 from ._results import billing_unit, clean_amount, unit_suffix
@@ -90,7 +90,7 @@ async def _generate_with(
                         f"`omnivid download {task.id}{hint} --out {out}`"
                     )
         if last.status is not TaskStatus.COMPLETED:
-            why = failure_reason(last)
+            why = last.failure_reason
             print(f"omnivid: task {last.id} {last.status.value}: {why}", file=sys.stderr)
             return EXIT_FAILED
         paths = await client.download(last, out, overwrite=True)

@@ -9,7 +9,7 @@ from typing import Any
 from .._models import Task, TaskStatus, converter
 from ..errors import DownloadError
 from ..providers import Provider, get_provider
-from ._common import EXIT_FAILED, EXIT_OK, client_for, error, failure_reason, time_scale
+from ._common import EXIT_FAILED, EXIT_OK, client_for, error, time_scale
 from ._env import Endpoint, parse_base_urls, real_endpoints
 from ._results import billing_unit, clean_amount, unit_suffix
 
@@ -43,7 +43,7 @@ async def download(args: argparse.Namespace) -> int:
         task = await client.get(args.task_id)
         if task.status is not TaskStatus.COMPLETED:
             if task.is_terminal:
-                why = failure_reason(task)
+                why = task.failure_reason
                 error(f"task {task.id} {task.status.value} ({why}): nothing to download")
             else:
                 error(
@@ -93,6 +93,6 @@ def _task_text(task: Task) -> str:
         )
         rows.append(("video", video.url + expires))
     if task.error:
-        rows.append(("error", failure_reason(task)))
+        rows.append(("error", task.failure_reason))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

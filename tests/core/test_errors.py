@@ -167,7 +167,7 @@ def test_task_failed_error_carries_the_task() -> None:
     err = errors.TaskFailedError(task)
     assert err.task is task
     assert str(err) == (
-        "task failed: task_failed: content moderation rejected the prompt "
+        "task failed: content moderation rejected the prompt "
         "[provider=apimart, model=Omni-Flash-Ext, task_id=t1]"
     )
 
