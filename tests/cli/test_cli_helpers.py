@@ -13,7 +13,6 @@ import pytest
 from omnivid import Task, TaskError, TaskStatus
 from omnivid.batch._outcome import BatchStats
 from omnivid.cli._batch_run import _cap_line
-from omnivid.cli._common import failure_reason
 from omnivid.cli._env import Endpoint, parse_base_urls, real_endpoints
 from omnivid.cli._jobs import UsageError
 from omnivid.cli._progress import BatchDisplay, format_duration
@@ -160,7 +159,7 @@ def test_status_text_cleans_figures_and_skips_unknown_model() -> None:
         task, provider="evolink", model="m", error=TaskError(code="content_policy", message="no")
     )
     assert re.search(r"^model\s+m$", _task_text(evolink), re.M)
-    assert failure_reason(evolink) == "content_policy: no"
+    assert evolink.failure_reason == "content_policy: no"
 
 
 def test_budget_line_shows_no_float_residue() -> None:
