@@ -21,6 +21,7 @@ from ._http.transport import Timeouts
 from ._models import Task, TaskError, TaskStatus, Video, VideoRequest
 from ._polling import PollPolicy
 from .batch._handles import Batch, MapRun
+from .batch._multi import MultiMapRun, map_many
 from .batch._outcome import BatchStats, Event, Outcome
 from .batch._policy import ResubmitPolicy
 from .journal import Journal, JournalEntry
@@ -35,6 +36,7 @@ __all__ = [
     "Journal",
     "JournalEntry",
     "MapRun",
+    "MultiMapRun",
     "Outcome",
     "PollPolicy",
     "ResubmitPolicy",
@@ -47,5 +49,6 @@ __all__ = [
     "VideoRequest",
     "__version__",
     "errors",
+    "map_many",
     "providers",
 ]
