@@ -482,26 +482,25 @@ class MultiMapRun:
         if self._seen is None or isinstance(key, bool) or not isinstance(key, str | int):
             return None  # no journal, one account, or a key the account's batch refuses
         jkey = str(key)
-        owner: str | None = None
-        if jkey in self._seen:
+        if self._seen.add(jkey):  # it may have been routed before in this run: whose is it?
             live = self._live.get(jkey)
+            owner: str | None = None
             if live is not None:
                 owner = live[0]
             elif self._journal is not None:
                 entry = self._journal.get(jkey)
                 owner = entry.provider if entry is not None else None
-        if owner is not None and owner != name:
-            return JournalConflictError(
-                "key",
-                jkey,
-                f"already used for {owner} in this journal; keys must be unique across "
-                "providers (a journal keeps one entry per key)",
-                provider=name,
-                model=request.model,
-            )
-        self._seen.add(jkey)
+            if owner is not None and owner != name:
+                return JournalConflictError(
+                    "key",
+                    jkey,
+                    f"already used for {owner} in this journal; keys must be unique across "
+                    "providers (a journal keeps one entry per key)",
+                    provider=name,
+                    model=request.model,
+                )
         live = self._live.get(jkey)
-        self._live[jkey] = (name, 1 if live is None else live[1] + 1)
+        self._live[jkey] = (name, 1) if live is None else (name, live[1] + 1)
         return None
 
     def _release(self, key: Hashable) -> None:

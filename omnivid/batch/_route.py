@@ -73,19 +73,31 @@ class SeenKeys:
     def __init__(self) -> None:
         self._bits = bytearray((self._MASK + 1) >> 3)
 
-    def _spots(self, key: str) -> tuple[int, int, int]:
-        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
-        a, b = h & 0xFFFF_FFFF, (h >> 32) | 1
-        return a & self._MASK, (a + b) & self._MASK, (a + 2 * b) & self._MASK
-
-    def add(self, key: str) -> None:
+    def add(self, key: str) -> bool:
+        """Note ``key``; whether it may have been noted before (False: certainly not)."""
+        h = hash(key)
+        a, b, m = h & 0xFFFF_FFFF, ((h >> 32) & 0xFFFF_FFFF) | 1, self._MASK
+        s1, s2, s3 = a & m, (a + b) & m, (a + 2 * b) & m
+        i1, f1, i2, f2, i3, f3 = (
+            s1 >> 3,
+            1 << (s1 & 7),
+            s2 >> 3,
+            1 << (s2 & 7),
+            s3 >> 3,
+            1 << (s3 & 7),
+        )
         bits = self._bits
-        for spot in self._spots(key):
-            bits[spot >> 3] |= 1 << (spot & 7)
+        seen = bool(bits[i1] & f1 and bits[i2] & f2 and bits[i3] & f3)
+        bits[i1] |= f1
+        bits[i2] |= f2
+        bits[i3] |= f3
+        return seen
 
     def __contains__(self, key: str) -> bool:
+        h = hash(key)
+        a, b, m = h & 0xFFFF_FFFF, ((h >> 32) & 0xFFFF_FFFF) | 1, self._MASK
         bits = self._bits
-        return all(bits[spot >> 3] & (1 << (spot & 7)) for spot in self._spots(key))
+        return all(bits[s >> 3] & (1 << (s & 7)) for s in (a & m, (a + b) & m, (a + 2 * b) & m))
 
 
 END = object()
