@@ -341,6 +341,7 @@ class AsyncClient:
         on_event: Callable[[Event], None] | None = None,
         cost_estimate: CostEstimate | None = None,
         prefetch: int | None = None,
+        batch: str | None = None,
     ) -> MapRun:
         """Run many requests; outcomes come back as they complete. See :class:`~omnivid.MapRun`.
 
@@ -357,6 +358,15 @@ class AsyncClient:
         ``cost_estimate``: per-job cost reserved by ``max_cost`` (default: the model's).
         ``prefetch``: jobs pulled ahead of the in-flight limit (default min(max_in_flight,
         64), at least 8).
+
+        **Scaling out.** ``journal="postgresql://USER@HOST:PORT/DB"`` with ``batch="NAME"``
+        (or an opened ``omnivid.journal.PostgresJournal``) shares the batch with every process
+        running it, on any host: each job is claimed by one worker at a time (a lease renewed
+        by heartbeat) and submitted once; every worker's map yields an outcome for every job
+        (those run elsewhere ``from_journal``, ``Outcome.worker`` naming who ran them);
+        ``max_cost`` caps the whole batch over every worker; the account's rate limit and 429
+        cooldowns are shared through the same database. A database that cannot be reached
+        stops the submits (``DatabaseUnavailableError``). See the README's "Scaling out".
 
         A submit answered 401 or 402 stops the account's further submits, a 403 those of its
         model, and an endpoint no request ever reached is given up on about 30 provider
@@ -380,6 +390,7 @@ class AsyncClient:
                 on_event=on_event,
                 cost_estimate=cost_estimate,
                 prefetch=prefetch,
+                batch=batch,
             ),
         )
 
@@ -395,6 +406,7 @@ class AsyncClient:
         on_event: Callable[[Event], None] | None = None,
         cost_estimate: CostEstimate | None = None,
         prefetch: int | None = None,
+        batch: str | None = None,
     ) -> Batch:
         """A batch to add requests to while its outcomes stream (settings as in :meth:`map`)::
 
@@ -416,6 +428,7 @@ class AsyncClient:
                 on_event=on_event,
                 cost_estimate=cost_estimate,
                 prefetch=prefetch,
+                batch=batch,
             ),
         )
 

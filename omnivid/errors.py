@@ -7,6 +7,7 @@ Hierarchy::
 
     OmnividError
     ├── ConfigurationError          (missing API key, unknown provider or model)
+    │   └── DatabaseUnavailableError (a shared journal's database cannot be reached)
     ├── ValidationError             (bad request, caught before the network; also a ValueError)
     │   └── JournalConflictError    (a journal key already holds a different request)
     ├── TransportError              (connection failed, reset, timed out)
@@ -27,6 +28,7 @@ Hierarchy::
     ├── TaskTimeoutError            (waited too long; carries the task id, the task lives on)
     ├── BudgetExceededError         (``max_cost`` reached: the job was not submitted)
     └── DownloadError               (a result could not be downloaded: expired, truncated, exists)
+        └── DownloadExpiredError    (the result URL expired before it was saved: 403/410)
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ._models import FailureCause, Task
 
 __all__ = [
@@ -43,7 +47,9 @@ __all__ = [
     "BudgetExceededError",
     "ConfigurationError",
     "ConnectionFailedError",
+    "DatabaseUnavailableError",
     "DownloadError",
+    "DownloadExpiredError",
     "EndpointUnreachableError",
     "InsufficientCreditError",
     "JournalConflictError",
@@ -102,6 +108,13 @@ class OmnividError(Exception):
 
 class ConfigurationError(OmnividError):
     """The client is not set up to run: a missing API key, an unknown provider or model."""
+
+
+class DatabaseUnavailableError(ConfigurationError):
+    """The database of a shared journal (PostgreSQL) cannot be reached, went away or did not
+    answer in time. Nothing is submitted and no request is sent without it (a shared rate
+    limit never falls back to a per-process one); the message names the server, never its
+    password."""
 
 
 class ValidationError(OmnividError, ValueError):
@@ -300,6 +313,27 @@ class BudgetExceededError(OmnividError):
 
 class DownloadError(OmnividError):
     """A result could not be saved: the URL expired, the transfer failed, or the file exists."""
+
+
+class DownloadExpiredError(DownloadError):
+    """The result URL expired before the video was saved: the file server answered 410, or 403
+    with its lifetime over (``expires_at`` passed, none given, or the answer says so). The
+    task was paid for: ``task_id`` is set; ``url`` is the URL, ``status`` the HTTP status and
+    ``expires_at`` the lifetime the provider gave (None when it gave none)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        status: int,
+        expires_at: datetime | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.url = url
+        self.status = status
+        self.expires_at = expires_at
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -19,6 +19,10 @@ running). A job the batch resumes takes its entry's reservation over from ``held
 (:meth:`Budget.take_over`); the rest of ``held`` stays counted for the whole batch.
 
 Once closed, no new task is submitted: every remaining job ends ``not_submitted``.
+
+With a shared journal (PostgreSQL) the batch's budget is the database's, one for every worker:
+:class:`~omnivid.batch._shared_budget.SharedBudget`. Every call names the job (``key``, and
+for a settlement its ``total`` cost so far), which this class ignores.
 """
 
 from __future__ import annotations
@@ -70,14 +74,14 @@ class Budget:
         self.earlier = spent
         self.held = reserved
 
-    def take_over(self, amount: float) -> None:
+    def take_over(self, amount: float, *, key: str | None = None) -> None:
         """A resumed job owns its entry's reservation ``amount`` from now on (it comes back
         or becomes spending with the job)."""
         held = self.held - amount
         self.held = held if held > _EPS else 0.0  # (float sums of the same amounts)
         self.reserved += amount
 
-    async def reserve(self, amount: float) -> bool:
+    async def reserve(self, amount: float, *, key: str | None = None) -> bool:
         """Reserve ``amount``, waiting while in-flight reservations might free room.
         False when the budget is (or becomes) closed."""
         limit = self.limit
@@ -105,20 +109,29 @@ class Budget:
                 self._waiting -= 1
         return False
 
-    def adjust(self, old: float, new: float) -> None:
+    def adjust(self, old: float, new: float, *, key: str | None = None) -> None:
         """A reservation changed from ``old`` to ``new`` (the provider reported its figure)."""
         self.reserved += new - old
         self._notify()
 
-    def release(self, reserved: float) -> None:
+    def release(self, reserved: float, *, key: str | None = None) -> None:
         """Give a reservation back (the job was not submitted)."""
         self.reserved -= reserved
         self._notify()
 
-    def settle(self, reserved: float, cost: float) -> None:
-        """A task ended costing ``cost``: its reservation becomes spending."""
+    def settle(
+        self, reserved: float, cost: float, *, key: str | None = None, total: float | None = None
+    ) -> None:
+        """A task ended costing ``cost``: its reservation becomes spending (``total``: what
+        the job cost so far, this task included)."""
         self.reserved -= reserved
         self.spent += cost
+        self._notify()
+
+    def hand_over(self, amount: float) -> None:
+        """Another worker took the job holding ``amount`` over (a shared journal): it is
+        no longer this batch's reservation (the journal keeps it with the job)."""
+        self.reserved -= amount
         self._notify()
 
     def describe(self, amount: float) -> str:

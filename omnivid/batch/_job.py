@@ -44,6 +44,7 @@ class BatchOptions:
     cost_estimate: CostEstimate | None = field(default=None, eq=False)
     prefetch: int | None = None
     ambiguous_hold: float | None = None
+    batch: str | None = None
 
     def check(self) -> None:
         """``ValidationError`` naming the first bad setting."""
@@ -62,7 +63,12 @@ class BatchOptions:
             raise ValidationError("ambiguous_hold", h, "must be a number of seconds >= 0")
         j = self.journal
         if j is not None and not isinstance(j, JournalBackend | str | os.PathLike):
-            raise ValidationError("journal", j, "must be a path, a Journal or None")
+            raise ValidationError(
+                "journal", j, "must be a path, a postgresql:// URL, a Journal or None"
+            )
+        b = self.batch
+        if b is not None and (not isinstance(b, str) or not b.strip() or len(b) > 200):
+            raise ValidationError("batch", b, "must be a non-empty name (200 characters at most)")
 
 
 class Job:
@@ -82,6 +88,7 @@ class Job:
         "jkey",
         "journaled",
         "key",
+        "lost",
         "nudged",
         "phase",
         "poll_failures",
@@ -95,6 +102,7 @@ class Job:
         "task",
         "task_ids",
         "typical",
+        "worker",
         "zombie",
     )
 
@@ -126,6 +134,8 @@ class Job:
         self.typical = 60.0
         self.zombie = False
         self.ambiguous_count = 0
+        self.worker: str | None = None  # who ran it (a shared journal)
+        self.lost = False  # its lease went to another worker (a shared journal)
 
     def __repr__(self) -> str:
         return f"<Job {self.key!r} {self.phase} attempts={self.attempts} task={self.task_ids[-1:]}>"

@@ -14,6 +14,8 @@ key not a str or int      ``refuse``: ``ValidationError`` (field ``key``)
 ========================  ===================================================================
 
 Without a journal the same calls are no-ops (:class:`NoJournal`), so the engine never asks.
+A journal shared by many workers (PostgreSQL) claims each job instead of matching it:
+:class:`~omnivid.batch._shared_link.SharedLink`.
 
 Both carry the cost the budget reserved for the job, so a rerun counts a killed run's
 reservations (:meth:`JournalLink.spending`, read when the batch starts; see
@@ -38,11 +40,14 @@ __all__ = ["JournalLink", "Match", "NoJournal"]
 
 log = logging.getLogger("omnivid")
 
-Match = Literal["new", "skip", "resume", "ambiguous", "refuse"]
+Match = Literal["new", "skip", "resume", "ambiguous", "refuse", "held"]
+"""How to go on with a job (``held``: another worker holds it, a shared journal only)."""
 
 
 class NoJournal:
     """The journal of a batch without one: every job is new, nothing is recorded."""
+
+    shared = False  # a SharedLink claims jobs instead of matching them
 
     def match(self, job: Job) -> tuple[Match, JournalEntry | OmnividError | None]:
         """Every job is new."""
@@ -73,6 +78,10 @@ class NoJournal:
 
     def close(self) -> None:
         """Nothing to close."""
+
+    async def aclose(self) -> None:
+        """Close (and, for a shared journal, wait until what is pending is committed)."""
+        self.close()
 
 
 class JournalLink(NoJournal):

@@ -71,6 +71,11 @@ class Limiter:
                     self._waiters.remove(granted)
             raise
 
+    def take(self) -> None:
+        """Take a unit now, even past ``capacity`` (a unit given back earlier is owed again:
+        a job that waited outside the window is delivered)."""
+        self.used += 1
+
     def release(self) -> None:
         """Give a unit back."""
         if self.used <= 0:

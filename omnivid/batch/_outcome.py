@@ -31,6 +31,8 @@ EventKind = Literal[
     "not_submitted",
     "skipped",
     "abandoned",
+    "held",
+    "lease_lost",
 ]
 """What happened:
 
@@ -53,6 +55,12 @@ EventKind = Literal[
   earlier run, per the journal).
 * ``abandoned``: the batch was cancelled while this job's task was running (``task_id``) or
   its submit was unanswered (``task_id`` None).
+* ``held`` (a shared journal): another worker holds the job; this batch waits for its end
+  (``detail["worker"]``), then delivers it from the journal, or takes the job over once that
+  worker's lease runs out.
+* ``lease_lost`` (a shared journal): another worker claimed a job this batch held (its lease
+  ran out: this process stalled, or lost the database); this batch stops writing for it and
+  waits for its end like a ``held`` job (``detail["worker"]``: this worker).
 """
 
 TERMINAL_EVENTS: frozenset[str] = frozenset(
@@ -90,7 +98,9 @@ class Outcome:
 
     ``queued_at``, ``submitted_at`` (last submit answered) and ``completed_at`` are
     ``anyio.current_time()`` seconds (None when the job never got there). ``from_journal`` is
-    True when the job had finished in an earlier run and its result comes from the journal.
+    True when the job had finished in an earlier run, or (a shared journal) in another worker,
+    and its result comes from the journal. ``worker`` (a shared journal only, else None) names
+    the worker that ran the job: this one's name, or another's for a job from the journal.
     """
 
     key: Any
@@ -104,6 +114,7 @@ class Outcome:
     submitted_at: float | None = None
     completed_at: float | None = None
     from_journal: bool = False
+    worker: str | None = None
     _fingerprint: str | None = field(default=None, alias="fingerprint", repr=False, eq=False)
 
     @property

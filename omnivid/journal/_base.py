@@ -27,21 +27,27 @@ takes over its entry's reservation instead of adding one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from attrs import frozen
 
 from .._models import Task, VideoRequest, converter
+from ..errors import JournalConflictError
 from ..providers import get_provider
 
 __all__ = [
     "OPEN_STATES",
     "TERMINAL_STATES",
+    "Claim",
+    "ClaimStatus",
+    "JobRow",
     "JournalBackend",
     "JournalEntry",
     "JournalState",
+    "LeaseLostError",
+    "SharedJournal",
     "Spending",
     "TaskForm",
 ]
@@ -214,4 +220,153 @@ class JournalBackend(Protocol):
 
     def close(self) -> None:
         """Commit what is pending and close (idempotent)."""
+        ...
+
+
+# -- a journal shared by many workers -------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class JobRow:
+    """A job's row in a shared journal: its journal entry and its claim.
+
+    ``worker`` holds (or last held) the job, ``token`` is its fencing token, ``lease_until``
+    the lease's end (unix seconds, the database's clock; None when released), ``live`` whether
+    the lease was live when read; ``queued``: added (or claimed) but never written to, its
+    entry reads ``not_submitted`` without an error; ``held`` and ``charged``: the job's open
+    budget reservation and the cost counted as spent."""
+
+    entry: JournalEntry
+    worker: str | None
+    token: int
+    lease_until: float | None
+    live: bool
+    queued: bool
+    held: float
+    charged: float
+
+    @property
+    def key(self) -> str:
+        """The job's key."""
+        return self.entry.key
+
+
+ClaimStatus = Literal["claimed", "held", "done", "ambiguous", "conflict"]
+
+
+class LeaseLostError(JournalConflictError):
+    """A write for a job this worker no longer holds: another worker claimed it since (its
+    fencing token moved on), so the write was refused."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__("key", key, f"lease lost: {detail}")
+        self.key = key
+
+
+@frozen(kw_only=True)
+class Claim:
+    """What :meth:`SharedJournal.claim` found.
+
+    ``status``: ``"claimed"`` (this worker holds the job now: ``token``; the entry's state
+    says what to do: ``not_submitted`` submit, ``submitted`` poll its task, ``intent`` only
+    with ``ambiguous=True``: resubmit), ``"held"`` (another worker's lease is live),
+    ``"done"`` (finished: the entry is its outcome), ``"ambiguous"`` (an intent whose holder's
+    lease ran out: report it) or ``"conflict"`` (the key holds another request)."""
+
+    status: ClaimStatus
+    row: JobRow
+
+    @property
+    def key(self) -> str:
+        """The job's key."""
+        return self.row.key
+
+    @property
+    def entry(self) -> JournalEntry:
+        """The job's entry as the claim read it."""
+        return self.row.entry
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token when claimed, else None."""
+        return self.row.token if self.status == "claimed" else None
+
+
+@runtime_checkable
+class SharedJournal(JournalBackend, Protocol):
+    """What a batch also uses when its journal is shared by many workers (an optional
+    capability of a :class:`JournalBackend`: the PostgreSQL journal has it, SQLite not).
+
+    * **claims**: a job is held by one worker at a time (:meth:`claim`, a lease renewed by
+      :meth:`renew`; a lost lease fences that worker's later writes for the job);
+    * **reads**: :meth:`fetch` the rows of jobs other workers hold, to learn when they end;
+    * **one budget per batch**: :meth:`reserve` (atomic against ``cap`` over every worker),
+      :meth:`settle`, :meth:`release`, :meth:`adjust`; with ``key=`` the job's row keeps its
+      part, so whoever finishes a job settles what its reservation was;
+    * **one rate limit per account**: :meth:`gate_state`, the account limiter's shared state
+      (``omnivid._http.gate.SharedGate``), on the same database;
+    * :meth:`aflush` and :meth:`aclose`: awaitable commits (the sync ones only start them).
+    """
+
+    @property
+    def worker(self) -> str:
+        """This worker's name in claims."""
+        ...
+
+    @property
+    def lease(self) -> float:
+        """Seconds a claim lasts without renewal."""
+        ...
+
+    async def claim(
+        self,
+        key: str | int,
+        request: VideoRequest,
+        *,
+        provider: str,
+        fingerprint: str | None = None,
+        request_json: str | None = None,
+        ambiguous: bool = False,
+    ) -> Claim:
+        """Claim the job ``key`` (added when new); see :class:`Claim`."""
+        ...
+
+    async def fetch(self, keys: Iterable[str | int]) -> dict[str, JobRow]:
+        """The rows of ``keys`` as the database has them now."""
+        ...
+
+    async def renew(self) -> set[str]:
+        """Renew this worker's leases; the keys found lost (another worker claimed them)."""
+        ...
+
+    async def reserve(self, amount: float, cap: float | None, *, key: str | None = None) -> bool:
+        """Reserve ``amount`` if the batch's ``spent + reserved + amount <= cap``."""
+        ...
+
+    async def settle(self, reserved: float, cost: float, *, key: str | None = None) -> Spending:
+        """A job ended costing ``cost`` (with ``key``: its total so far)."""
+        ...
+
+    async def release(self, reserved: float, *, key: str | None = None) -> Spending:
+        """Give a reservation back."""
+        ...
+
+    async def adjust(self, old: float, new: float, *, key: str | None = None) -> Spending:
+        """A reservation changed from ``old`` to ``new``."""
+        ...
+
+    async def budget(self) -> Spending:
+        """The batch's spend and reservations over every worker."""
+        ...
+
+    def gate_state(self) -> Any:
+        """The shared state of provider accounts' rate limits, on this journal's database."""
+        ...
+
+    async def aflush(self) -> None:
+        """Commit what is pending."""
+        ...
+
+    async def aclose(self) -> None:
+        """Commit what is pending and close."""
         ...

@@ -69,6 +69,7 @@ import attrs
 from .._models import Task, VideoRequest, converter
 from ..errors import ConfigurationError
 from ._base import OPEN_STATES, JournalEntry, Spending
+from ._postgres_gate import PostgresGateState
 from ._postgres_money import Money
 from ._postgres_reads import Reads
 from ._postgres_records import Kind, Records, downloads_values, finished_values
@@ -118,6 +119,7 @@ class PostgresJournal(Money, Reads):
         self._lost: set[str] = set()
         self._records = Records(db, batch=batch, worker=worker, refused=self._refused)
         self._closing: asyncio.Task[None] | None = None
+        self._gate: PostgresGateState | None = None
 
     @classmethod
     async def open(
@@ -177,6 +179,13 @@ class PostgresJournal(Money, Reads):
     def lost(self) -> frozenset[str]:
         """Keys this worker held whose claim another worker took (its writes were refused)."""
         return frozenset(self._lost)
+
+    def gate_state(self) -> PostgresGateState:
+        """The shared rate state of provider accounts, on this journal's pool (one per
+        journal): what ``AsyncClient``'s gate uses when a batch runs on this journal."""
+        if self._gate is None:
+            self._gate = PostgresGateState(self._db)
+        return self._gate
 
     def token(self, key: str | int) -> int | None:
         """The fencing token this worker holds for ``key``, or None."""

@@ -33,16 +33,15 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 import psycopg_pool
-from attrs import frozen
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from ..errors import ConfigurationError, JournalConflictError
-from ._base import JournalEntry
+from ..errors import ConfigurationError, DatabaseUnavailableError
+from ._base import Claim, ClaimStatus, JobRow, JournalEntry, LeaseLostError
 
 __all__ = [
     "CLAIM",
@@ -206,78 +205,6 @@ TERMINAL = "('completed', 'failed', 'cancelled')"
 
 dumps: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 """Compact JSON, as the SQLite journal writes it."""
-
-
-class LeaseLostError(JournalConflictError):
-    """A write for a job this worker no longer holds: another worker claimed it since (its
-    fencing token moved on), so the write was refused."""
-
-    def __init__(self, key: str, detail: str) -> None:
-        super().__init__("key", key, f"lease lost: {detail}")
-        self.key = key
-
-
-class DatabaseUnavailableError(ConfigurationError):
-    """The database cannot be reached, went away or did not answer in time. Callers stop
-    (no job is submitted and no request sent without it); the pool reconnects on the next
-    call."""
-
-
-@frozen(kw_only=True)
-class JobRow:
-    """A job's row: its journal entry and its claim.
-
-    ``worker`` holds (or last held) the job, ``token`` is its fencing token, ``lease_until``
-    the lease's end (unix seconds, database clock; None when released), ``held`` whether the
-    lease was live when read; ``queued``: added (or claimed) but never written to, its entry
-    reads ``not_submitted`` without an error; ``reserved`` and ``charged``: the job's open
-    budget reservation and the cost counted as spent."""
-
-    entry: JournalEntry
-    worker: str | None
-    token: int
-    lease_until: float | None
-    live: bool
-    queued: bool
-    held: float
-    charged: float
-
-    @property
-    def key(self) -> str:
-        """The job's key."""
-        return self.entry.key
-
-
-ClaimStatus = Literal["claimed", "held", "done", "ambiguous", "conflict"]
-
-
-@frozen(kw_only=True)
-class Claim:
-    """What :meth:`PostgresJournal.claim <omnivid.journal._postgres.PostgresJournal.claim>` found.
-
-    ``status``: ``"claimed"`` (this worker holds the job now: ``token``; the entry's state
-    says what to do: ``not_submitted`` submit, ``submitted`` poll its task, ``intent`` only
-    with ``ambiguous=True``: resubmit), ``"held"`` (another worker's lease is live),
-    ``"done"`` (finished: the entry is its outcome), ``"ambiguous"`` (an intent whose holder's
-    lease ran out: report it) or ``"conflict"`` (the key holds another request)."""
-
-    status: ClaimStatus
-    row: JobRow
-
-    @property
-    def key(self) -> str:
-        """The job's key."""
-        return self.row.key
-
-    @property
-    def entry(self) -> JournalEntry:
-        """The job's entry as the claim read it."""
-        return self.row.entry
-
-    @property
-    def token(self) -> int | None:
-        """The fencing token when claimed, else None."""
-        return self.row.token if self.status == "claimed" else None
 
 
 def job_row(row: tuple[Any, ...]) -> JobRow:

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from pghelp import OpenJournal, create_database, drop_database
+from pghelp import OpenJournal, as_url, create_database, drop_database
 
 from omnivid.journal._postgres import PostgresJournal
 
@@ -28,6 +28,12 @@ def pg_url() -> Iterator[str]:
     url = create_database()
     yield url
     drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def db_url(pg_url: str) -> str:
+    """The session's database as a ``postgresql://`` URL (what ``journal=`` takes)."""
+    return as_url(pg_url)
 
 
 @pytest.fixture

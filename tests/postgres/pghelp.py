@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -39,6 +40,18 @@ def _admin() -> psycopg.Connection[Any]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+def as_url(conninfo: str) -> str:
+    """``conninfo`` (``key=value`` pairs or a URL) as a ``postgresql://`` URL, the form users
+    pass as ``journal=`` and ``--journal``."""
+    parts = conninfo_to_dict(conninfo)
+    user = quote(str(parts.get("user", "")), safe="")
+    password = f":{quote(str(parts['password']), safe='')}" if parts.get("password") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = parts.get("host") or "127.0.0.1"
+    port = parts.get("port") or "5432"
+    return f"postgresql://{auth}{host}:{port}/{quote(str(parts.get('dbname', '')), safe='')}"
 
 
 def create_database() -> str:

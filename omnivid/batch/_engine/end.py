@@ -32,8 +32,33 @@ class Ending(EngineState):
 
     def _release_reservation(self, job: Job) -> None:
         if job.reserved:
-            self.budget.release(job.reserved)
+            self.budget.release(job.reserved, key=job.jkey)
             job.reserved = 0.0
+
+    def _hold(self, job: Job, worker: str | None) -> None:
+        """Another worker holds ``job`` (a shared journal): wait for its end outside the
+        window (see :mod:`.shared`); ``worker`` holds it."""
+        assert job.jkey is not None
+        self.window.release()  # taken again when it is delivered (a held job costs no room)
+        job.phase = "held"
+        self._held[job.jkey] = job
+        self._held_wake.set()
+        self.events.emit("held", job.key, None, worker=worker)
+
+    def _hand_over(self, job: Job) -> None:
+        """Another worker claimed ``job`` (its lease was lost): this batch stops working on it
+        (its slot, reservation and place in the schedule go) and waits for its end."""
+        job.gen += 1  # its schedule entries are void
+        task = job.task
+        if task is not None:
+            self._by_task.pop(task.id, None)
+        if job.reserved:
+            self.budget.hand_over(job.reserved)
+            job.reserved = 0.0
+        self.slots.release()
+        if job.zombie:  # its outcome is out already
+            return
+        self._hold(job, job.worker)
 
     def _end_failed(self, job: Job, task: Task, body: str | None = None) -> None:
         self._journal.finished(job, task, body)
@@ -47,7 +72,8 @@ class Ending(EngineState):
         assert task is not None
         self._by_task.pop(task.id, None)
         if job.reserved:  # the task may still run and be billed: its reservation is spent
-            self.budget.settle(job.reserved, job.reserved)
+            job_total = job.cost + job.reserved
+            self.budget.settle(job.reserved, job.reserved, key=job.jkey, total=job_total)
             job.reserved = 0.0
         self.slots.release()
         if exc.task_id is None:
@@ -97,6 +123,7 @@ class Ending(EngineState):
             submitted_at=job.submitted_at,
             completed_at=job.completed_at,
             from_journal=from_journal,
+            worker=job.worker,
             fingerprint=job.fp,
         )
         if self.events.active:

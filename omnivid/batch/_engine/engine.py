@@ -98,18 +98,22 @@ import anyio
 import anyio.abc
 
 from ...errors import (
+    ConfigurationError,
     OmnividError,
     ValidationError,
 )
-from ...journal import open_journal
+from ...journal import SharedJournal, connect_journal
 from .._client import BatchClient
 from .._job import BatchOptions, Job
 from .._journal_link import JournalLink
 from .._outcome import BatchStats
 from .._poller import POLL, RELEASE, Schedule, Step, Workers
+from .._shared_budget import SharedBudget
+from .._shared_link import SharedLink
 from .feed import Feeding
 
 log = logging.getLogger("omnivid")
+_CLOSE_TIMEOUT = 60.0  # seconds the journal's last commit may take when the batch ends
 
 __all__ = ["Engine"]
 
@@ -178,7 +182,7 @@ class Engine(Feeding):
         iterator = aiter(source) if isinstance(source, AsyncIterable) else iter(source)
         try:
             self._http_start = Counter(self.client.transport.counters)
-            self._open_journal()
+            await self._open_journal()
             self._cleanup.append(self.client.gate.subscribe(self._on_rate_limited))
             self._cleanup.append(self.client.transport.subscribe(self._on_not_sent))
             listeners: list[Callable[[str], bool]] = self.client._nudge_listeners
@@ -188,6 +192,10 @@ class Engine(Feeding):
                 self._workers = Workers(tg, self._guard)
                 self._scope = tg.cancel_scope
                 tg.start_soon(self._schedule.run)
+                if self._journal.shared:
+                    self._start_sharing(tg)
+                    if isinstance(self.budget, SharedBudget):
+                        tg.start_soon(self.budget.run)
                 await self._feed(iterator)
                 self._input_done = True
                 if self._live:
@@ -196,17 +204,26 @@ class Engine(Feeding):
         except Exception as exc:  # a bug or a broken journal: surface it to the consumer
             self.failure = self.failure or exc
         finally:
+            await self._close_journal()
             self._finalize()
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await aclose()
 
-    def _open_journal(self) -> None:
-        j = self.options.journal
+    async def _open_journal(self) -> None:
+        j, batch = self.options.journal, self.options.batch
         if j is None:
+            if batch is not None:
+                raise ConfigurationError(
+                    f"batch={batch!r} names a batch of a shared journal: pass "
+                    "journal='postgresql://...' too"
+                )
             return
-        journal, owned = open_journal(j)
+        journal, owned = await connect_journal(j, batch=batch)
+        if isinstance(journal, SharedJournal):
+            await self._open_shared(journal, owned)
+            return
         self._journal = JournalLink(
             journal,
             provider=self.provider.name,
@@ -217,6 +234,40 @@ class Engine(Feeding):
         # the cap covers every run of the journal: count what the earlier ones spent and hold
         spending = self._journal.spending()
         self.budget.load(spending.spent, spending.reserved)
+
+    async def _open_shared(self, journal: SharedJournal, owned: bool) -> None:
+        """A journal many workers share: claims, one budget per batch (see :mod:`.shared`)."""
+        name = getattr(journal, "batch", None)
+        if self.options.batch is not None and name is not None and name != self.options.batch:
+            if owned:
+                await journal.aclose()
+            raise ConfigurationError(
+                f"batch={self.options.batch!r}, but the journal passed is batch {name!r}"
+            )
+        self._journal = SharedLink(
+            journal,
+            provider=self.provider.name,
+            run=uuid.uuid4().hex,
+            resubmit_ambiguous=self.options.resubmit_ambiguous,
+            owned=owned,
+        )
+        budget = SharedBudget(self.options.max_cost, journal)
+        await budget.start()
+        self.budget = budget
+
+    async def _close_journal(self) -> None:
+        """Commit the journal's last records (and close it if the batch opened it): awaited,
+        so that once the outcomes end, what they say is in the journal."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
+            try:
+                if isinstance(self.budget, SharedBudget):
+                    await self.budget.drain()
+            except Exception as exc:
+                log.warning("the batch's last budget records were not committed: %s", exc)
+            try:
+                await self._journal.aclose()
+            except Exception as exc:  # lost records cost a poll on a rerun, never a submit
+                log.warning("the journal's last records were not committed: %s", exc)
 
     def _fire(self, action: int, job: Job | None) -> None:
         """A schedule entry fell due."""
@@ -300,7 +351,6 @@ class Engine(Feeding):
             with contextlib.suppress(Exception):
                 cleanup()
         self._cleanup.clear()
-        self._journal.close()
         self._send.close()
         self.events.close()
         self.done.set()

@@ -1,5 +1,6 @@
 """Feeding the window: pulling jobs from the input only when there is room, matching each with
-its journal entry, and handing it to a slot (submit or resume) or to its outcome at once.
+its journal entry (or, with a shared journal, claiming it: :mod:`.shared`), and handing it to a
+slot (submit or resume), to its outcome at once, or to the wait for another worker.
 """
 
 from __future__ import annotations
@@ -10,21 +11,17 @@ from typing import Any
 
 from ..._aio import clock as _clock
 from ..._models import VideoRequest
-from ...errors import (
-    OmnividError,
-    ValidationError,
-)
-from ...journal import JournalEntry
+from ...errors import ValidationError
 from .._job import Job
+from .shared import Sharing
 from .state import _END
-from .submit import Submitting
 
 log = logging.getLogger("omnivid")
 
 __all__ = ["Feeding"]
 
 
-class Feeding(Submitting):
+class Feeding(Sharing):
     """Pulls jobs from the input into the window."""
 
     async def _feed(self, iterator: Iterator[Any] | AsyncIterator[Any]) -> None:
@@ -53,27 +50,11 @@ class Feeding(Submitting):
                 return
             self._counts["jobs"] += 1
             self._live[job.serial] = job
-            match, found = self._journal.match(job)
-            if match == "refuse":
-                assert isinstance(found, OmnividError)
-                self._end(job, error=found, kind="not_submitted")
-                continue
-            if match == "skip":
-                assert isinstance(found, JournalEntry)
-                self._end_from_journal(job, found)
-                continue
-            if match == "ambiguous":
-                assert isinstance(found, OmnividError)
-                self._counts["ambiguous"] += 1
-                self._end(job, error=found, kind="ambiguous", detail={"fingerprint": job.fp})
-                continue
-            if not self.slots.try_acquire():
-                await self.slots.acquire()
-            if match == "resume":
-                assert isinstance(found, JournalEntry)
-                self._resume(job, found.reserved)
+            if self._journal.shared:  # claimed: held by this worker, or by another one
+                await self._claim(job)
             else:
-                self._dispatch(self._submit, job)
+                match, found = self._journal.match(job)
+                await self._route(job, match, found)
 
     def _make_job(self, item: Any, index: int) -> Job | None:
         key: Hashable

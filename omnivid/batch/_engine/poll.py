@@ -79,10 +79,10 @@ class Polling(Ending):
         job.estimate = estimate_cost(self.provider, job.request, self.options.cost_estimate)
         if reserved is None:  # a journal older than reservations: count it anew
             job.reserved = job.estimate
-            self.budget.adjust(0.0, job.estimate)
+            self.budget.adjust(0.0, job.estimate, key=job.jkey)
         else:  # counted by the journal already: this job owns it now
             job.reserved = reserved
-            self.budget.take_over(reserved)
+            self.budget.take_over(reserved, key=job.jkey)
         self.events.emit("resumed", job.key, task_id, attempt=job.attempts)
         self._schedule_poll(job, now)
 
@@ -92,6 +92,9 @@ class Polling(Ending):
             pass
 
     async def _poll_once(self, job: Job) -> bool:
+        if job.lost:  # another worker claimed it (a shared journal): it polls it now
+            self._hand_over(job)
+            return False
         task = job.task
         assert task is not None
         sent = _clock.now()
@@ -177,7 +180,7 @@ class Polling(Ending):
         self._by_task.pop(task.id, None)
         cost = task_cost(task)
         job.cost += cost
-        self.budget.settle(job.reserved, cost)
+        self.budget.settle(job.reserved, cost, key=job.jkey, total=job.cost)
         job.reserved = 0.0
         if job.zombie:  # timed out earlier: its outcome is out; record, free the slot
             self._journal.finished(job, task, body)

@@ -66,6 +66,9 @@ class EngineState:
         self._workers: Workers | None = None
         self._scope: anyio.CancelScope | None = None
         self._live: dict[int, Job] = {}  # pulled, outcome not yet out
+        # a shared journal: jobs another worker holds, by journal key (see shared.py)
+        self._held: dict[str, Job] = {}
+        self._held_wake = anyio.Event()
         self._by_task: dict[str, Job] = {}  # tasks in flight (zombies included)
         self._input_done = False
         self._idle = anyio.Event()

@@ -1,10 +1,12 @@
 """Submitting: the budget reservation, the journal's intent before the POST and task id after
-it, requeues of submits that provably never reached the provider, ambiguous submits, and the
-answers that stop every further submit.
+it (with a shared journal, fenced by the job's claim), requeues of submits that provably never
+reached the provider, ambiguous submits, and the answers that stop every further submit.
 
 Stopping. A submit answered 401 (the key is refused) or 402 (no balance), or an endpoint no
 request has ever reached (``EndpointUnreachableError``, about 30 provider seconds after its
-first connection failure), stops every further submit of the batch's account; a 403 (the key
+first connection failure), or a shared journal's database that cannot be reached
+(``DatabaseUnavailableError``: no submit without its records, nor past its rate limit), stops
+every further submit of the batch's account; a 403 (the key
 may not use this model) stops those of that model. The jobs that have not sent their submit
 end ``not_submitted`` with an error of the same class, saying so (no request is sent for them);
 tasks already running are still polled, and a failed one is not resubmitted.
@@ -23,6 +25,7 @@ from ...errors import (
     APIError,
     AuthenticationError,
     BudgetExceededError,
+    DatabaseUnavailableError,
     EndpointUnreachableError,
     InsufficientCreditError,
     OmnividError,
@@ -31,6 +34,7 @@ from ...errors import (
     SubmissionUnknownError,
     ValidationError,
 )
+from ...journal import LeaseLostError
 from .._job import Job
 from .._policy import estimate_cost, reserved_after_submit
 from .._poller import SUBMIT
@@ -46,6 +50,7 @@ _STOPPING = (
     InsufficientCreditError,
     PermissionDeniedError,
     EndpointUnreachableError,
+    DatabaseUnavailableError,
 )
 """Submit errors after which no more submits are sent (see the module docstring)."""
 
@@ -60,7 +65,12 @@ class Submitting(Polling):
             return
         if not job.reserved:
             job.estimate = estimate_cost(self.provider, job.request, self.options.cost_estimate)
-            if not await self.budget.reserve(job.estimate):
+            try:
+                reserved = await self.budget.reserve(job.estimate, key=job.jkey)
+            except DatabaseUnavailableError as exc:
+                self._stop_submits(job, exc)
+                return
+            if not reserved:
                 self.slots.release()
                 if job.task is not None and job.task.is_terminal:
                     self._end_failed(job, job.task)  # a resubmission the budget forbids
@@ -85,7 +95,14 @@ class Submitting(Polling):
                 self._end_not_submitted(job, exc)
                 return
         job.phase = "posting"  # from here a cancelled job's intent may be in the journal
-        conflict = await self._journal.intent(job)
+        try:
+            conflict = await self._journal.intent(job)
+        except DatabaseUnavailableError as exc:
+            self._stop_submits(job, exc)
+            return
+        if conflict is not None and job.lost:  # another worker claimed it: it goes on there
+            self._hand_over(job)
+            return
         if conflict is not None:
             self._release_reservation(job)
             self.slots.release()
@@ -128,11 +145,20 @@ class Submitting(Polling):
         self._by_task[task.id] = job
         self._counts["submitted"] += 1
         reserve = reserved_after_submit(task, job.estimate)
-        self.budget.adjust(job.reserved, reserve)
+        self.budget.adjust(job.reserved, reserve, key=job.jkey)
         job.reserved = reserve
         if self.options.deadline is not None:
             job.deadline_at = now + self.options.deadline * self.time_scale
-        await self._journal.submitted(job, task)
+        try:
+            await self._journal.submitted(job, task)
+        except LeaseLostError as exc:  # another worker resubmitted it, as it was asked to
+            self._by_task.pop(task.id, None)
+            exc.task_id = task.id
+            self.budget.hand_over(job.reserved)
+            job.reserved = 0.0
+            self.slots.release()
+            self._end(job, task=task, error=exc, kind="failed")
+            return
         self.events.emit("submitted", job.key, task.id, attempt=job.attempts)
         if self._schedule_poll(job, now, inline=True):
             await self._poll(job)
@@ -173,6 +199,8 @@ class Submitting(Polling):
             self._refusals[scope] = cause
             what = f"submits of {scope}" if scope else "submits"
             why = f"{self.provider.name} stopped {what}: {cause}"
+            if isinstance(cause, DatabaseUnavailableError):
+                why = f"submits stopped: {cause}"
             log.warning("%s; jobs not yet submitted end not submitted", why)
             self.stopped = why if self.stopped is None else f"{self.stopped}; {why}"
         self._release_reservation(job)
@@ -197,7 +225,8 @@ class Submitting(Polling):
         self._counts["ambiguous"] += 1
         job.ambiguous_count += 1
         if job.reserved:  # it may be billed: the budget counts it as spent
-            self.budget.settle(job.reserved, job.reserved)
+            total = job.cost + job.reserved
+            self.budget.settle(job.reserved, job.reserved, key=job.jkey, total=total)
             job.reserved = 0.0
         # the provider may be running it: its slot stays taken for a typical task's duration
         hold = self.options.ambiguous_hold
