@@ -20,6 +20,7 @@ from ._http.download import download_task
 from ._http.endpoint import resolve_base_url
 from ._http.gate import AccountGate
 from ._http.retry import RetryPolicy
+from ._http.shared_gate import account_name
 from ._http.transport import Timeouts, Transport
 from ._models import Task, TaskStatus, VideoRequest
 from ._polling import PollPolicy
@@ -189,6 +190,12 @@ class AsyncClient:
     def session(self) -> aiohttp.ClientSession:
         """The aiohttp session in use."""
         return self.transport.session
+
+    @property
+    def account(self) -> str:
+        """This account's name where workers share its rate limit: the provider, the base
+        URL and a digest of the key (never the key)."""
+        return account_name(self.provider.name, self.base_url, self._api_key)
 
     def statistics(self) -> dict[str, int]:
         """Counts of HTTP work so far: submits, polls, retries, rate_limited, ambiguous."""

@@ -76,6 +76,12 @@ learnt before (``learned_rate``), which it trusts as ``settle * L`` (confirmed).
 **Policy "aimd"** (the policy before "recover", kept for comparison: ``policy="aimd"``): no
 slow start and no known limit: every storm cuts as in discovery, and each success, while the
 limit binds, adds ``slope / r`` (``slope`` requests/s per second).
+
+**Shared** (:meth:`AccountGate.share`, several workers on one account): slots are booked in a
+shared state (``SharedGate``: the PostgreSQL journal's), so the rate holds for the whole
+account; a 429 closes the account for every worker; what the gate saw is scaled to the account
+before estimating, and its rate and known limit are pushed to the others
+(:mod:`omnivid._http.shared_gate`).
 """
 
 from __future__ import annotations
@@ -83,14 +89,15 @@ from __future__ import annotations
 import contextvars
 import random
 from collections import deque
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import anyio
 
 from .._aio import clock as _clock
+from .shared_gate import SharedGate, SharedPacing
 
-__all__ = ["AccountGate", "RateLimitListener", "RatePolicy"]
+__all__ = ["AccountGate", "RateLimitListener", "RatePolicy", "SharedGate"]
 
 RateLimitListener = Callable[[float, "float | None"], None]
 """Called on every 429 with ``(pause, retry_after)``: the seconds the gate closed for and the
@@ -197,6 +204,7 @@ class AccountGate:
         self.rate_limited = 0
         self.cuts = 0
         self.ignored = 0  # storms that did not cut (bursts, noise)
+        self._shared: SharedPacing | None = None  # the account's state shared by workers
 
     def __repr__(self) -> str:
         rate = f"{self._rate:.2f}/s" if self._rate else "unlimited"
@@ -263,6 +271,40 @@ class AccountGate:
             self.cuts = 0
         return True
 
+    @property
+    def shared(self) -> SharedPacing | None:
+        """The link to the account's state shared by workers (:meth:`share`), if any."""
+        return self._shared
+
+    def share(self, state: SharedGate, account: str) -> Callable[[], None]:
+        """Share this account's rate limit with every worker using ``state`` (``account``:
+        its name there, never its key); returns the call that stops sharing. From now on
+        every request books its slot in ``state`` (see the module docstring)."""
+        pacing = SharedPacing(state, account)
+        self._shared = pacing
+
+        def unshare() -> None:
+            if self._shared is pacing:
+                self._shared = None
+
+        return unshare
+
+    def _adopt(self, rate: float | None, state: Mapping[str, Any]) -> None:
+        """Another worker's rate and known limit (a shared gate)."""
+        if not self.adaptive:
+            return
+        limit = state.get("limit")
+        if isinstance(limit, int | float) and limit > 0:
+            self._limit = float(limit)
+            self._provisional = bool(state.get("provisional", True))
+            self._slope = max(self.increase, self.probe * self._limit)
+        self._ramping = bool(state.get("ramping", False)) and self._ramping
+        self._rate = self._bounded(rate) if rate is not None else None
+
+    def _shared_limits(self) -> dict[str, Any]:
+        """What the other workers adopt with the rate (a shared gate)."""
+        return {"limit": self._limit, "provisional": self._provisional, "ramping": self._ramping}
+
     def observed_rate(self, now: float | None = None) -> float:
         """Requests sent per second over the last second."""
         now = _clock.now() if now is None else now
@@ -270,7 +312,8 @@ class AccountGate:
         if not self._sends:
             return 0.0
         span = min(_WINDOW, max(now - self._sends[0], 1e-3))
-        return len(self._sends) / span
+        scale = self._shared.share() if self._shared is not None else 1.0  # the account's
+        return scale * len(self._sends) / span
 
     def subscribe(self, listener: RateLimitListener) -> Callable[[], None]:
         """Call ``listener(pause, retry_after)`` on every 429; returns the unsubscribe call."""
@@ -286,6 +329,8 @@ class AccountGate:
     def acquire_nowait(self) -> bool:
         """Take a send slot if one is free now (no cooldown, no rate wait): True when taken;
         False, taking nothing, when :meth:`acquire` would wait."""
+        if self._shared is not None:  # slots are booked in the shared state: acquire()
+            return False
         now = _clock.now()
         if now < self._closed_until:
             return False
@@ -299,6 +344,12 @@ class AccountGate:
 
     async def acquire(self) -> None:
         """Wait until a request may be sent: after any cooldown and the next rate slot."""
+        if self._shared is not None:
+            if (wait := self._closed_until - _clock.now()) > 0:  # this worker's 429
+                await anyio.sleep(wait)
+            await self._shared.acquire(self)
+            self._record_send(_clock.now())
+            return
         while True:
             now = _clock.now()
             if now < self._closed_until:
@@ -335,6 +386,7 @@ class AccountGate:
         """
         now = _clock.now()
         self.rate_limited += 1
+        cuts = self.cuts
         sent = _sent_at.get()
         mine = sent is not None and sent[0] is self
         new_storm = not mine or sent is None or sent[1] >= self._last_cut
@@ -358,6 +410,10 @@ class AccountGate:
             # every queued waiter re-books from the reopening at the (cut) rate; a booking kept
             # from before would run beside the new ones and exceed the rate
             self._rebook_from(self._closed_until)
+        if self._shared is not None:
+            self._shared.closed(pause)
+            if self.cuts != cuts:
+                self._shared.pushed(self, cut=True)
         for listener in tuple(self._listeners):
             listener(pause, retry_after)
         return pause
@@ -383,6 +439,8 @@ class AccountGate:
         last, self._grown_at = self._grown_at, now
         if binding and last is not None:
             self._grow(rate, min(now - last, _STEP))
+            if self._shared is not None:
+                self._shared.pushed(self, cut=False)
             booked, rate = self._booked_rate, self._rate
             if booked and rate and rate > _REBOOK * booked and now >= self._closed_until:
                 # slots booked at a much lower rate would hold the climb back
@@ -415,6 +473,9 @@ class AccountGate:
         span = now - self._storm_at if self._storm_at is not None else 0.0
         span -= max(0.0, closed - self.burst)  # a pause counts only while the bucket refills
         oks, self._oks, self._storm_at, self._storm_closed = self._oks, 0, now, closed_now
+        if self._shared is not None:  # what this worker saw, scaled to the whole account
+            oks = round(oks * self._shared.share())
+            self._shared.mark()
         if first and self._first_send is not None and oks >= 10:
             self._first_estimate = oks / (now - self._first_send + self.burst)
         if span >= self.estimate_window and oks >= 10:

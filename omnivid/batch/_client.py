@@ -45,6 +45,11 @@ class BatchClient(Protocol):
     _services: anyio.abc.TaskGroup | None  # hosts `async for` over a batch
 
     @property
+    def account(self) -> str:
+        """The account's name in shared state (never its key)."""
+        ...
+
+    @property
     def callbacks(self) -> Wakes | None:
         """The callback receiver, if any."""
         ...

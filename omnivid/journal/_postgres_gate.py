@@ -8,6 +8,7 @@ One row per provider account (named by :func:`account_id`, never by its API key)
     closed_until  the cooldown deadline a 429 set: nobody sends before it
     adaptive      the adaptive limiter's state, JSON, for the worker that cuts or raises the rate
     version       incremented by every change of rate or cooldown (compare-and-set)
+    sent          slots booked so far, by every worker (each scales what it saw by it)
 
 Every time is the **database's** (``clock_timestamp()``), so the hosts' clocks never matter:
 each worker only sleeps the *duration* the database returns.
@@ -18,7 +19,9 @@ under the row's lock: ``slot = max(db_now, next_slot, closed_until)``, ``next_sl
 :meth:`~PostgresGateState.close_until` (a 429 seen by one worker) moves the deadline (never
 earlier) and every later booking after it, so the pause holds for all. A slot booked before
 another worker's 429 is not recalled: a caller that waited long re-reads
-:meth:`~PostgresGateState.state` (``closed_for``) before sending.
+:meth:`~PostgresGateState.state` (``closed_for``) before sending. :meth:`~PostgresGateState.book`
+is the same booking, answering also the row's rate, limiter state, version and slot count
+(what ``omnivid._http.gate.AccountGate`` shares through it: ``SharedGate``).
 
 If the database cannot be reached, every method raises ``DatabaseUnavailableError``: callers
 stop sending; there is no per-process fallback.
@@ -35,22 +38,25 @@ from psycopg.types.json import Jsonb
 
 from ._postgres_schema import Database
 
-__all__ = ["GateState", "PostgresGateState", "account_id"]
+__all__ = ["Booking", "GateState", "PostgresGateState", "account_id"]
 
 _NOW = "(SELECT clock_timestamp() AS t) c"
 _ACQUIRE = f"""
-UPDATE omnivid_gates g SET (rate, seen_at, slot, next_slot) = (
+UPDATE omnivid_gates g SET (rate, seen_at, slot, next_slot, sent) = (
     SELECT r.rate, c.t, s.slot,
            CASE WHEN r.rate IS NULL THEN g.next_slot
-                ELSE s.slot + make_interval(secs => 1.0 / r.rate) END
+                ELSE s.slot + make_interval(secs => 1.0 / r.rate) END,
+           g.sent + 1
     FROM {_NOW},
          LATERAL (SELECT coalesce(g.rate, %(rate)s::float8) AS rate) r,
          LATERAL (SELECT greatest(c.t, CASE WHEN r.rate IS NULL THEN NULL ELSE g.next_slot END,
                                   g.closed_until) AS slot) s
 )
 WHERE account = %(account)s
-RETURNING extract(epoch FROM slot - seen_at)::float8
+RETURNING extract(epoch FROM slot - seen_at)::float8{{more}}
 """
+_BOOK = _ACQUIRE.format(more=", rate, version, sent, adaptive")
+_ACQUIRE = _ACQUIRE.format(more="")
 _CLOSE = f"""
 UPDATE omnivid_gates g SET (closed_until, next_slot, version, updated_at) = (
     SELECT d.deadline, greatest(g.next_slot, d.deadline), g.version + 1, c.t
@@ -107,6 +113,19 @@ class GateState:
     now: float
 
 
+@frozen(kw_only=True)
+class Booking:
+    """A send slot booked by :meth:`PostgresGateState.book`: ``wait`` seconds until it; the
+    account's shared ``rate`` (None: no limit), limiter state (``adaptive``) and ``version``
+    as the booking left them, and ``sent``: slots booked so far, by every worker."""
+
+    wait: float
+    rate: float | None
+    version: int
+    sent: int
+    adaptive: Mapping[str, Any]
+
+
 class PostgresGateState:
     """The shared rate state of provider accounts (see the module docstring).
 
@@ -136,6 +155,26 @@ class PostgresGateState:
         (None: no limit, only the cooldown is waited for). One round trip."""
         _check_rate(rate)
         return await self._update("booking a send slot", _ACQUIRE, account, {"rate": rate})
+
+    async def book(self, account: str, rate: float | None = None) -> Booking:
+        """:meth:`acquire`, answering also the row as the booking left it (one round trip)."""
+        _check_rate(rate)
+        params: dict[str, Any] = {"rate": rate, "account": account}
+        if account not in self._known:
+            await self.db.fetch("booking a send slot", _CREATE, {"account": account})
+            self._known.add(account)
+        rows = await self.db.fetch("booking a send slot", _BOOK, params)
+        if not rows:  # the row was deleted meanwhile
+            self._known.discard(account)
+            return await self.book(account, rate)
+        wait, shared, version, sent, adaptive = rows[0]
+        return Booking(
+            wait=max(0.0, float(wait)),
+            rate=shared,
+            version=int(version),
+            sent=int(sent),
+            adaptive=dict(adaptive or {}),
+        )
 
     async def close_until(self, account: str, seconds: float) -> float:
         """A 429: close the account for ``seconds`` from now (database time) for every worker,

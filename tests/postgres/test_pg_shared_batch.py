@@ -4,6 +4,7 @@ simulator; the multi-process tests are in test_pg_workers.py)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from typing import Any
 
@@ -13,7 +14,12 @@ from pghelp import OpenJournal
 
 import omnivid
 from omnivid import VideoRequest
-from omnivid.errors import BudgetExceededError, ConfigurationError, SubmissionUnknownError
+from omnivid.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    DatabaseUnavailableError,
+    SubmissionUnknownError,
+)
 from omnivid.journal._postgres import PostgresJournal
 from omnivid.testing import Simulator
 
@@ -43,9 +49,16 @@ async def run(
 ) -> tuple[dict[Any, omnivid.Outcome], omnivid.BatchStats, list[omnivid.Event]]:
     """A map of ``n`` jobs; its outcomes by key, its statistics and its events."""
     events: list[omnivid.Event] = []
+    also = options.pop("on_event", None)
+
+    def on_event(event: omnivid.Event) -> None:
+        events.append(event)
+        if also is not None:
+            also(event)
+
     async with (
         client(sim) as c,
-        c.map(jobs(n), journal=journal, batch=batch, on_event=events.append, **options) as out,
+        c.map(jobs(n), journal=journal, batch=batch, on_event=on_event, **options) as out,
     ):
         found: dict[Any, omnivid.Outcome] = {}
         async for o in out:
@@ -164,3 +177,90 @@ async def test_a_batch_name_needs_a_database(sim: Simulator, tmp_path: Any) -> N
             await run(sim, journal, 1, batch="b")
     with pytest.raises(ConfigurationError, match="batch=NAME"):
         await run(sim, "postgresql://postgres@127.0.0.1/x", 1)
+
+
+async def test_a_lost_lease_is_reported_and_the_job_handed_over(
+    sim: Simulator, open_journal: OpenJournal, db_url: str, batch: str, sql: Any
+) -> None:
+    """Another worker takes a running job over (this worker's lease had run out): the next
+    heartbeat finds it lost, reports it (a lease_lost event), stops working on it, and the
+    batch delivers the job from the journal once the other worker finished it."""
+    live = await PostgresJournal.open(db_url, batch=batch, worker="live", lease=0.4)
+    thief = await open_journal(worker="thief", lease=30.0)
+    request = VideoRequest(model=GEMINI, prompt="a long one [[duration=600]]")
+    events: list[omnivid.Event] = []
+    submitted = anyio.Event()
+
+    def on_event(event: omnivid.Event) -> None:
+        events.append(event)
+        if event.kind == "submitted":
+            submitted.set()
+
+    async def steal() -> None:
+        await submitted.wait()
+        await live.aflush()
+        sql(  # the live worker's lease runs out and another worker claims the job
+            "UPDATE omnivid_jobs SET worker = 'thief', token = token + 1, "
+            "lease_until = now() + interval '30 seconds' WHERE batch = %s AND key = 'k0'",
+            batch,
+        )
+        claim = await thief.claim("k0", request, provider="apimart")
+        assert claim.status == "claimed"
+        task_id = claim.entry.task_id
+        assert task_id is not None
+        async with client(sim) as c:
+            done = await c.wait(task_id)
+        thief.record_finished("k0", done, cost=0.5)
+        await thief.aflush()
+
+    async with client(sim) as c, anyio.create_task_group() as tg:
+        tg.start_soon(steal)
+        async with c.map([("k0", request)], journal=live, on_event=on_event) as out:
+            outcomes = [o async for o in out]
+    (outcome,) = outcomes
+    assert outcome.ok and outcome.from_journal and outcome.worker == "thief"
+    assert [e.kind for e in events].count("lease_lost") == 1
+    assert len(sim.stats.tasks) == 1
+    await live.aclose()
+
+
+async def test_a_database_gone_mid_run_stops_the_submits(
+    sim: Simulator, fresh_url: str, batch: str
+) -> None:
+    """The database refuses every connection mid-run: the batch stops submitting (no request
+    reaches the simulator after that but those already past the gate), every job still has
+    its outcome, and BatchStats.stopped names the database."""
+    import psycopg
+    from pghelp import ADMIN_URL, as_url
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = conninfo_to_dict(fresh_url)["dbname"]
+    journal = await PostgresJournal.open(as_url(fresh_url), batch=batch, timeout=1.0, lease=5.0)
+    gone = anyio.Event()
+    submits_when_gone: list[int] = []
+
+    def on_event(event: omnivid.Event) -> None:
+        if event.kind == "completed" and not gone.is_set():
+            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+            submits_when_gone.append(sim.stats.submits)
+            gone.set()
+
+    try:
+        with anyio.fail_after(20):
+            outcomes, stats, _ = await run(sim, journal, 20, max_in_flight=2, on_event=on_event)
+        assert len(outcomes) == 20
+        assert stats.stopped is not None and "database" in stats.stopped
+        assert sim.stats.submits <= submits_when_gone[0] + 2  # at most those in flight then
+        stopped = [o for o in outcomes.values() if o.error is not None and not o.ok]
+        assert stopped and all("database" in str(o.error) for o in stopped)
+        assert len(sim.stats.tasks) == len(set(sim.stats.tasks))
+    finally:
+        with contextlib.suppress(DatabaseUnavailableError):  # its last records are lost
+            await journal.aclose()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

@@ -254,6 +254,9 @@ class Engine(Feeding):
         budget = SharedBudget(self.options.max_cost, journal)
         await budget.start()
         self.budget = budget
+        gate = self.client.gate
+        if gate.shared is None:  # one rate limit per account over every worker
+            self._cleanup.append(gate.share(journal.gate_state(), self.client.account))
 
     async def _close_journal(self) -> None:
         """Commit the journal's last records (and close it if the batch opened it): awaited,
@@ -262,6 +265,9 @@ class Engine(Feeding):
             try:
                 if isinstance(self.budget, SharedBudget):
                     await self.budget.drain()
+                pacing = self.client.gate.shared
+                if pacing is not None and self._journal.shared:
+                    await pacing.aclose()
             except Exception as exc:
                 log.warning("the batch's last budget records were not committed: %s", exc)
             try:

@@ -1,0 +1,103 @@
+"""One rate limit per account across workers: AccountGate sharing its state in PostgreSQL
+(slots from database time, a 429 seen by one client pausing the other), on the simulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+import omnivid
+from omnivid import VideoRequest
+from omnivid.errors import DatabaseUnavailableError
+from omnivid.journal._postgres_gate import PostgresGateState, account_id
+from omnivid.testing import Simulator
+
+pytestmark = pytest.mark.anyio
+
+REQUEST = VideoRequest(model="gemini-omni-flash-preview", prompt="a fox")
+
+
+def client(sim: Simulator, **options: object) -> omnivid.AsyncClient:
+    """An unopened client on ``sim`` (no retries: each request is one exchange)."""
+    return omnivid.AsyncClient(
+        "apimart",
+        api_key=sim.api_key,
+        base_url=sim.base_url("apimart"),
+        retry=omnivid.RetryPolicy(max_retries=0),
+        time_scale=0.001,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def states(pg_url: str) -> AsyncIterator[tuple[PostgresGateState, PostgresGateState]]:
+    """Two workers' shared states (a pool each)."""
+    first = await PostgresGateState.open(pg_url)
+    second = await PostgresGateState.open(pg_url)
+    yield first, second
+    await first.aclose()
+    await second.aclose()
+
+
+def test_the_client_names_its_account_as_the_journal_does() -> None:
+    """AsyncClient.account is the journal's account_id (provider, URL, a digest of the key)."""
+    c = omnivid.AsyncClient("apimart", api_key="sk-x", base_url="http://127.0.0.1:9/apimart/")
+    assert c.account == account_id("apimart", "http://127.0.0.1:9/apimart", "sk-x")
+    assert "sk-x" not in c.account
+
+
+async def test_a_429_seen_by_one_client_pauses_the_other(
+    sim: Simulator, states: tuple[PostgresGateState, PostgresGateState]
+) -> None:
+    """Client A gets a 429 (Retry-After 0.4 s): client B, sharing the account's state, sends
+    nothing until the cooldown ends, by the database's clock."""
+    sim.configure(retry_after_seconds=0.4)
+    async with client(sim) as a, client(sim) as b:
+        a.gate.share(states[0], a.account)
+        b.gate.share(states[1], b.account)
+        task = await a.submit(REQUEST)
+        sim.configure(rate_limit_rate=1.0)  # the next answer is a 429
+        with pytest.raises(omnivid.errors.RateLimitError):
+            await a.get(task.id)
+        sim.configure(rate_limit_rate=0.0)
+        closed_at = time.monotonic()
+        pacing = a.gate.shared
+        assert pacing is not None
+        await pacing.aclose()  # the cooldown is pushed
+        assert (await states[1].state(b.account)).closed_for > 0.2
+        await b.get(task.id)
+        assert time.monotonic() - closed_at >= 0.35
+
+
+async def test_slots_are_spaced_over_both_clients(
+    sim: Simulator, states: tuple[PostgresGateState, PostgresGateState]
+) -> None:
+    """Two clients at a shared 20/s: 12 requests, 6 each at once, take at least 11 slots of
+    50 ms in all (each client alone would take half that)."""
+    async with client(sim, rate_limit=20.0) as a, client(sim, rate_limit=20.0) as b:
+        a.gate.share(states[0], a.account)
+        b.gate.share(states[1], b.account)
+        await states[0].set_rate(a.account, 20.0)
+        task = await a.submit(REQUEST)
+        started = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            for i in range(12):
+                tg.start_soon((a, b)[i % 2].get, task.id)
+        assert time.monotonic() - started >= 11 * 0.05 - 0.06
+
+
+async def test_no_request_without_the_database(sim: Simulator, pg_url: str) -> None:
+    """A shared state whose database is gone: the request is not sent (the booking raises
+    DatabaseUnavailableError), never paced by the process alone."""
+    state = await PostgresGateState.open(pg_url, pool_size=1, timeout=1.0)
+    async with client(sim) as a:
+        a.gate.share(state, a.account)
+        task = await a.submit(REQUEST)
+        await state.aclose()
+        polls = sim.stats.polls
+        with pytest.raises(DatabaseUnavailableError):
+            await a.get(task.id)
+        assert sim.stats.polls == polls
