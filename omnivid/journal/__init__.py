@@ -89,11 +89,13 @@ async def connect_journal(
     batch: str | None = None,
     worker: str | None = None,
     lease: float = 120.0,
+    preload: bool = False,
 ) -> tuple[JournalBackend, bool]:
     """:func:`open_journal`, and a ``postgresql://`` URL opens the :class:`PostgresJournal` of
     ``batch`` there (``worker``: this process's name in claims; ``lease``: seconds a claim
-    lasts without renewal). A ``ConfigurationError`` (one line naming the server) when the URL
-    is malformed, the server cannot be reached or refuses."""
+    lasts without renewal; ``preload``: read every row of the batch first, which a batch does
+    not need: it claims each job). A ``ConfigurationError`` (one line naming the server) when
+    the URL is malformed, the server cannot be reached or refuses."""
     if not is_database_url(spec):
         if batch is not None and not isinstance(spec, SharedJournal):
             raise ConfigurationError(
@@ -112,5 +114,7 @@ async def connect_journal(
         raise ConfigurationError(
             f"a PostgreSQL journal needs psycopg: pip install 'omnivid[postgres]' ({exc})"
         ) from None
-    journal = await PostgresJournal.open(spec, batch=batch, worker=worker, lease=lease)
+    journal = await PostgresJournal.open(
+        spec, batch=batch, worker=worker, lease=lease, preload=preload
+    )
     return journal, True

@@ -27,7 +27,7 @@ takes over its entry's reservation instead of adding one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -337,6 +337,10 @@ class SharedJournal(JournalBackend, Protocol):
 
     async def renew(self) -> set[str]:
         """Renew this worker's leases; the keys found lost (another worker claimed them)."""
+        ...
+
+    def rows(self, *, page: int = 1000) -> AsyncIterator[JobRow]:
+        """Every row of the batch, in key order (a page at a time)."""
         ...
 
     async def reserve(self, amount: float, cap: float | None, *, key: str | None = None) -> bool:
