@@ -196,14 +196,14 @@ async def test_max_in_flight_per_account(sim: Simulator) -> None:
 
 
 async def test_a_429_storm_on_one_account_does_not_pause_the_other(tmp_path: Path) -> None:
-    """Every APIMart submit is answered 429 once (Retry-After 0.25 s real): APIMart's gate
+    """Every APIMart submit is answered 429 once (Retry-After 0.4 s real): APIMart's gate
     closes, EvoLink's stays open, and every EvoLink job finishes while APIMart waits."""
     events: list[omnivid.Event] = []
     jobs = [(f"a{i}", gemini(i, "[[fault:429@submit]]")) for i in range(2)]
     jobs += [(f"e{i}", evo(i, "[[duration=5]]")) for i in range(2)]
     jobs = [jobs[0], jobs[2], jobs[1], jobs[3]]  # interleaved
     async with (
-        Simulator(time_scale=0.001, seed=7, retry_after_seconds=0.25) as sim,
+        Simulator(time_scale=0.001, seed=7, retry_after_seconds=0.4) as sim,
         client(sim) as a,
         client(sim, "evolink") as e,
         omnivid.map_many([a, e], jobs, on_event=events.append) as outcomes,
