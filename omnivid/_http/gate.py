@@ -291,7 +291,7 @@ class AccountGate:
 
     def _adopt(self, rate: float | None, state: Mapping[str, Any]) -> None:
         """Another worker's rate and known limit (a shared gate)."""
-        if not self.adaptive:
+        if not self.adaptive or not state:  # (no worker pushed any: the rate is a seed)
             return
         limit = state.get("limit")
         if isinstance(limit, int | float) and limit > 0:
