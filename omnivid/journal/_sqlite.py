@@ -434,13 +434,19 @@ class Journal:
         fingerprint: str | None = None,
         run: str | None = None,
     ) -> None:
-        """Commit that the job never reached the provider (it may be submitted on a rerun)."""
+        """Commit that the job never reached the provider (it may be submitted on a rerun).
+
+        An entry that holds more than that is left as it is: a task id or a result (a job
+        refused under a key another job of the batch already finished), or an intent of an
+        earlier run (its POST may have been accepted: it stays ambiguous). This run's own
+        intent becomes ``not_submitted``: this run knows its POST was refused or never sent."""
         now = time.time()
         self._write(
             "INSERT INTO jobs (key, fingerprint, provider, model, request, state, error, run, "
             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'not_submitted', ?, ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET state = 'not_submitted', error = excluded.error, "
-            "run = excluded.run, updated_at = excluded.updated_at",
+            "run = excluded.run, updated_at = excluded.updated_at "
+            "WHERE jobs.state = 'not_submitted' OR (jobs.state = 'intent' AND jobs.run IS excluded.run)",
             (
                 str(key),
                 fingerprint or request.fingerprint(),

@@ -305,3 +305,21 @@ def _sql(path: Path, statement: str) -> list[tuple[object, ...]]:
         return rows
     finally:
         db.close()
+
+
+def test_not_submitted_never_overwrites_a_task(journal: Journal) -> None:
+    """A refused job under a key whose entry holds a task id or a result leaves it as it is."""
+    journal.record_intent("a", REQUEST, provider="apimart", run="r1")
+    journal.record_submitted("a", _task(), task_ids=["task_1"], attempts=1)
+    journal.record_not_submitted("a", REQUEST, provider="apimart", reason="budget", run="r1")
+    entry = journal.get("a")
+    assert entry is not None and entry.state == "submitted" and entry.task_id == "task_1"
+
+
+def test_not_submitted_keeps_an_earlier_runs_intent(journal: Journal) -> None:
+    """An intent left by an earlier run stays ambiguous; this run's own intent is refused."""
+    journal.record_intent("old", REQUEST, provider="apimart", run="r1")
+    journal.record_intent("mine", REQUEST, provider="apimart", run="r2")
+    for key in ("old", "mine"):
+        journal.record_not_submitted(key, REQUEST, provider="apimart", reason="HTTP 400", run="r2")
+    assert [journal.get(k).state for k in ("old", "mine")] == ["intent", "not_submitted"]  # type: ignore[union-attr]
