@@ -446,7 +446,8 @@ class Journal:
             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'not_submitted', ?, ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET state = 'not_submitted', error = excluded.error, "
             "run = excluded.run, updated_at = excluded.updated_at "
-            "WHERE jobs.state = 'not_submitted' OR (jobs.state = 'intent' AND jobs.run IS excluded.run)",
+            "WHERE jobs.state = 'not_submitted' "
+            "OR (jobs.state = 'intent' AND jobs.run IS excluded.run)",
             (
                 str(key),
                 fingerprint or request.fingerprint(),
