@@ -16,7 +16,9 @@ BENCHMARKS = {
     "b3": "b3_rate_limit",
     "b4": "b4_scale",
     "b5": "b5_journal",
+    "b5pg": "b5_postgres",
     "b6": "b6_recovery",
+    "b8": "b8_scale_out",
 }
 
 

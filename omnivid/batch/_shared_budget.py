@@ -153,6 +153,7 @@ class SharedBudget(Budget):
     async def _send(self) -> None:
         async with self._lock:  # one sender at a time: each record is sent once, in order
             while self._ops:
-                self._totals = await self._ops[0]()
+                with anyio.CancelScope(shield=True):  # a statement cut off costs a connection
+                    self._totals = await self._ops[0]()
                 self._ops.popleft()
                 self.error = None

@@ -123,7 +123,8 @@ class Sharing(Submitting):
         while True:
             await anyio.sleep(journal.lease / 3)
             try:
-                lost = await journal.renew()
+                with anyio.CancelScope(shield=True):  # a statement cut off costs a connection
+                    lost = await journal.renew()
             except DatabaseUnavailableError as exc:
                 log.warning("leases not renewed (%s); retried in %.3g s", exc, journal.lease / 3)
                 continue
@@ -162,8 +163,9 @@ class Sharing(Submitting):
             keys = list(self._held)
             rows: dict[str, JobRow] = {}
             try:
-                for start in range(0, len(keys), _READ_CHUNK):
-                    rows.update(await journal.fetch(keys[start : start + _READ_CHUNK]))
+                with anyio.CancelScope(shield=True):  # (as in the heartbeat)
+                    for start in range(0, len(keys), _READ_CHUNK):
+                        rows.update(await journal.fetch(keys[start : start + _READ_CHUNK]))
             except DatabaseUnavailableError as exc:
                 self._stop_database(exc)
                 for key in keys:
