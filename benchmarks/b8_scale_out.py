@@ -53,7 +53,7 @@ SCALE = 0.01
 JOBS, QUICK_JOBS = 240, 60
 WORKERS = 3
 IN_FLIGHT = 16
-WARMUP, QUICK_WARMUP = 2.0, 1.0
+WARMUP, QUICK_WARMUP = 3.0, 1.0
 ADMIN_URL = os.environ.get(
     "OMNIVID_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

@@ -205,6 +205,7 @@ class AccountGate:
         self.cuts = 0
         self.ignored = 0  # storms that did not cut (bursts, noise)
         self._shared: SharedPacing | None = None  # the account's state shared by workers
+        self._scale = 1.0  # (shared) the account's sends per send of this gate, last storm
 
     def __repr__(self) -> str:
         rate = f"{self._rate:.2f}/s" if self._rate else "unlimited"
@@ -312,7 +313,7 @@ class AccountGate:
         if not self._sends:
             return 0.0
         span = min(_WINDOW, max(now - self._sends[0], 1e-3))
-        scale = self._shared.share() if self._shared is not None else 1.0  # the account's
+        scale = self._scale if self._shared is not None else 1.0  # the account's
         return scale * len(self._sends) / span
 
     def subscribe(self, listener: RateLimitListener) -> Callable[[], None]:
@@ -449,6 +450,8 @@ class AccountGate:
     # -- machinery ---------------------------------------------------------------------------
     def _grow(self, rate: float, dt: float) -> None:
         """Policy "recover": slow start, restore to the last rate that worked, or probe."""
+        if self._shared is not None:  # every worker grows the shared rate: each its share
+            dt /= max(1.0, self._scale)
         limit = self._limit
         if self._ramping:
             rate *= 2.0 ** (dt / self.ramp)
@@ -474,7 +477,8 @@ class AccountGate:
         span -= max(0.0, closed - self.burst)  # a pause counts only while the bucket refills
         oks, self._oks, self._storm_at, self._storm_closed = self._oks, 0, now, closed_now
         if self._shared is not None:  # what this worker saw, scaled to the whole account
-            oks = round(oks * self._shared.share())
+            self._scale = self._shared.share()
+            oks = round(oks * self._scale)
             self._shared.mark()
         if first and self._first_send is not None and oks >= 10:
             self._first_estimate = oks / (now - self._first_send + self.burst)
@@ -492,7 +496,8 @@ class AccountGate:
             return
         reopened = self._closed_until - self._closed_from  # the pause before this sending
         refilled = 0.5 * limit * min(reopened, self.burst)
-        burst = seq is not None and seq - self._reopen_seq <= max(1.0, refilled)
+        # (shared: this worker's sends since the reopening, scaled to the account's)
+        burst = seq is not None and (seq - self._reopen_seq) * self._scale <= max(1.0, refilled)
         sent = self.observed_rate(now) if not burst and estimate else 0.0
         if sent > limit and estimate and estimate >= self.at_limit * limit:
             # a failed probe: the server let through about L while more was sent
