@@ -17,10 +17,11 @@ import anyio
 from attrs import define
 
 import omnivid
+from omnivid._http.gate import AccountGate, RatePolicy
 
 from ._baselines import RawCounts, session
 
-__all__ = ["IMMEDIATE", "MapTimings", "omnivid_map", "omnivid_throughput"]
+__all__ = ["IMMEDIATE", "MapTimings", "omnivid_map", "omnivid_throughput", "with_policy"]
 
 IMMEDIATE = omnivid.PollPolicy(floor=0.0, first_fraction=0.0, min_interval=0.0, jitter=0.0)
 Job = tuple[int, omnivid.VideoRequest]
@@ -50,6 +51,12 @@ async def omnivid_throughput(
     return counts
 
 
+def with_policy(client: omnivid.AsyncClient, policy: RatePolicy) -> omnivid.AsyncClient:
+    """``client`` (not yet opened) with a fresh gate of rate policy ``policy``."""
+    client.gate = AccountGate(policy=policy, time_scale=client.time_scale)
+    return client
+
+
 @define
 class MapTimings:
     """Per key: when ``map`` yielded its outcome (``time.monotonic()``) and its task status."""
@@ -69,11 +76,13 @@ async def omnivid_map(
     trace: Sequence[aiohttp.TraceConfig] = (),
     stop_after: float | None = None,
     poll: omnivid.PollPolicy | None = None,
+    policy: RatePolicy | None = None,
 ) -> MapTimings:
     """``client.map`` over ``(key, request)`` pairs with the default (scaled) poll policy.
 
     ``stop_after`` (real seconds) leaves the ``map`` block early, cancelling the rest.
-    ``poll`` replaces the poll policy (the client's ``time_scale`` then stays 1).
+    ``poll`` replaces the poll policy (the client's ``time_scale`` then stays 1); ``policy``
+    the gate's rate policy.
     """
     timings = MapTimings({}, {}, {})
     async with session(trace=trace) as http:
@@ -85,6 +94,8 @@ async def omnivid_map(
             time_scale=1.0 if poll else time_scale,
             poll=poll,
         )
+        if policy is not None:
+            with_policy(client, policy)
         async with client:
             with anyio.move_on_after(stop_after):
                 async with client.map(jobs, max_in_flight=max_in_flight) as outcomes:

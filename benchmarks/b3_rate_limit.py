@@ -20,6 +20,12 @@ session. After a warm-up of ``W`` seconds::
 
     achieved = answers other than 429 in [W, T] / (T - W) / R          (target >= 0.95)
     429 share = 429 answers in [W, T] / all answers in [W, T]             (target <= 0.01)
+
+**A first run** against an unknown limit: a small batch (``FIRST_JOBS = 40`` jobs, 20 in
+flight) against a server limit of ``FIRST_RATE = 10`` requests/s (bucket 10), in both server
+modes, with the gate's rate policy before (``"aimd"``: nothing is paced until the first 429,
+so the first 20 submits leave at once) and now (``"recover"``: a slow start). Reported: the
+whole run's 429 share (429 answers / all answers, every request counted) and its wall time.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import anyio
 from attrs import define
 
 import omnivid
+from omnivid._http.gate import RatePolicy
 
 from ._baselines import semaphore_loop
 from ._harness import BenchResult, RequestLog, SimOptions, SimProcess, Table, Target, fmt
@@ -49,6 +56,8 @@ CONCURRENCY = 128
 DURATION, WARMUP = 20.0, 5.0
 QUICK_DURATION, QUICK_WARMUP = 1.5, 0.5
 FALLBACK_WAIT = 1.0
+FIRST_RATE, FIRST_IN_FLIGHT = 10.0, 20
+FIRST_JOBS, QUICK_FIRST_JOBS = 40, 12
 
 
 def _bodies() -> Iterator[dict[str, Any]]:
@@ -161,6 +170,59 @@ def run_once(
     )
 
 
+@define
+class FirstRun:
+    """The small batch's first run under one policy and server mode."""
+
+    policy: str
+    mode: str
+    jobs: int
+    completed: int
+    answers: int
+    limited: int
+    wall: float
+
+    @property
+    def share_429(self) -> float:
+        """429s among all the run's answers."""
+        return self.limited / self.answers if self.answers else float("nan")
+
+
+def first_run(policy: RatePolicy, mode: str, retry_after: str | None, quick: bool) -> FirstRun:
+    """The small batch against a fresh simulator limited to FIRST_RATE requests/s."""
+    jobs = QUICK_FIRST_JOBS if quick else FIRST_JOBS
+    log = RequestLog()
+    requests = [
+        (i, omnivid.VideoRequest(model=MODEL, prompt=f"first run job {i}")) for i in range(jobs)
+    ]
+    options = SimOptions(time_scale=SCALE, instant=True, rps=FIRST_RATE, retry_after=retry_after)
+    with SimProcess(options) as sim:
+        started = time.monotonic()
+        timings = anyio.run(
+            functools.partial(
+                omnivid_map,
+                sim.base_url("apimart"),
+                sim.api_key,
+                requests,
+                max_in_flight=FIRST_IN_FLIGHT,
+                time_scale=SCALE,
+                trace=[log.trace_config()],
+                policy=policy,
+            )
+        )
+        wall = time.monotonic() - started
+    statuses = [status for _, _, status in log.records]
+    return FirstRun(
+        policy,
+        mode,
+        jobs,
+        sum(1 for status in timings.status.values() if status == "completed"),
+        len(statuses),
+        sum(1 for status in statuses if status == 429),
+        wall,
+    )
+
+
 def run(quick: bool = False) -> BenchResult:
     """Run B3 and return its result."""
     started = time.perf_counter()
@@ -211,6 +273,34 @@ def run(quick: bool = False) -> BenchResult:
                 r.share_429 <= 0.01,
             )
         )
+    firsts = [
+        first_run(policy, mode, retry_after, quick)
+        for mode, retry_after in modes
+        for policy in ("aimd", "recover")
+    ]
+    first_table = Table(
+        [
+            "first run",
+            "server",
+            "gate policy",
+            "jobs done",
+            "answers",
+            "429s",
+            "429 share",
+            "wall s",
+        ]
+    )
+    for f in firsts:
+        first_table.add(
+            f"{f.jobs} jobs, {FIRST_IN_FLIGHT} in flight, R = {FIRST_RATE:g}/s",
+            f.mode,
+            f.policy + (" (before)" if f.policy == "aimd" else ""),
+            f"{f.completed}/{f.jobs}",
+            f.answers,
+            f.limited,
+            f"{fmt(100 * f.share_429, 1)} %",
+            fmt(f.wall, 2),
+        )
     duration = QUICK_DURATION if quick else DURATION
     warmup = QUICK_WARMUP if quick else WARMUP
     result = BenchResult(
@@ -223,7 +313,7 @@ def run(quick: bool = False) -> BenchResult:
             "warmup_s": warmup,
             "time_scale": SCALE,
         },
-        tables=[table],
+        tables=[table, first_table],
         targets=targets,
         notes=[
             "requests = every API call (submits and polls); 429s after warm-up counted from "
@@ -231,6 +321,8 @@ def run(quick: bool = False) -> BenchResult:
             "simulator's count",
             f"the semaphore-only loop retries a 429 after its Retry-After, or {FALLBACK_WAIT:g} s "
             "without one, per coroutine (no shared cooldown, no rate limiter)",
+            "first run: 429 share over the whole run (every answer counted), no target; "
+            f"R = {FIRST_RATE:g} requests/s with a bucket of {FIRST_RATE:g}",
         ],
         data={
             f"{r.contender} / {r.mode}": {
@@ -244,5 +336,16 @@ def run(quick: bool = False) -> BenchResult:
             for r in runs
         },
     )
+    result.data["first_run"] = {
+        f"{f.policy} / {f.mode}": {
+            "jobs": f.jobs,
+            "completed": f.completed,
+            "answers": f.answers,
+            "rate_limited": f.limited,
+            "share_429": f.share_429,
+            "wall_s": f.wall,
+        }
+        for f in firsts
+    }
     result.seconds = time.perf_counter() - started
     return result

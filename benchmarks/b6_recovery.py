@@ -39,11 +39,11 @@ import anyio
 from attrs import define, field
 
 import omnivid
-from omnivid._http.gate import AccountGate, RatePolicy
+from omnivid._http.gate import RatePolicy
 
 from ._baselines import semaphore_loop, session
 from ._harness import BenchResult, RequestLog, SimOptions, SimProcess, Table, Target, fmt
-from ._omnivid import IMMEDIATE
+from ._omnivid import IMMEDIATE, with_policy
 
 __all__ = ["run", "run_once"]
 
@@ -134,8 +134,7 @@ def _omnivid(policy: RatePolicy) -> Go:
                 session=http,
                 poll=IMMEDIATE,
             )
-            client.gate = AccountGate(policy=policy)  # before the client opens its transport
-            gate, start = client.gate, anyio.current_time()
+            gate, start = with_policy(client, policy).gate, anyio.current_time()
 
             async def sample() -> None:
                 while True:

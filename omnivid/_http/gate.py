@@ -22,19 +22,20 @@ in real seconds: server limits are wall-clock limits.
 of requests sent since then), T seconds ago, of which C seconds the gate was closed::
 
     T' = T - C + min(C, burst)
-    E  = S / T'        if there was a previous storm, T' >= estimate_window and S >= 10
+    E  = S / T'             if there was a previous storm, T' >= estimate_window and S >= 5
+    E1 = S / (T + burst)    at the first storm, T seconds after the first request, S >= 5
 
 A storm of the server's limit means its bucket ran dry, so what it accepted since the previous
-storm is its sustained rate (the first storm has no reference: a full bucket inflates what
-came before it: ``E1`` assumes a bucket of ``burst`` seconds). While the gate was closed the
-bucket refilled, but only up to its size:
-closed time counts up to ``burst`` seconds (the bucket a server typically keeps: one second of
-its rate). A storm that is not the limit's (random 429s) reads low: ``E <= r``.
+storm is its sustained rate. While the gate was closed the bucket refilled, but only up to its
+size: closed time counts up to ``burst`` seconds (the bucket a server typically keeps: one
+second of its rate). The first storm has no reference (a full bucket inflates what came before
+it): ``E1`` assumes that bucket. A storm that is not the limit's (random 429s) reads low.
 
 **Policy "recover"** (the default) keeps ``L``, the server's limit as far as it is known
 (``known_limit``); ``settle * L`` is the last rate that worked, where every cut lands.
-Until a first estimate (discovery), every storm cuts::
+Until a limit is known (discovery), every storm cuts::
 
+    the first storm, E1 known:  L = E1 (provisional),  r' = settle * E1
     E known:   L = E,  r' = settle * E; L is provisional unless E and E1 agree within a
                factor `spread`
     otherwise: r' = decrease * base,  slope = max(increase, (base - r') / recovery)
@@ -45,11 +46,12 @@ Once ``L`` is known, a storm is one of::
     burst      its request was among the first n <= max(1, 0.5 * L * min(P, burst)) sent
                after the gate reopened from a pause of P seconds (a server near L refilled
                about L * min(P, burst) requests meanwhile: its bucket is not dry after n)
-    failed     s > L (s: requests sent in the last second; probing above the limit) and
-    probe      E >= at_limit * L (the server let through about L):
-                   L = max(L, min(E, s)),  r' = settle * L
-               a provisional L is confirmed when E and L agree within a factor `spread`; a
-               confirmed one turns provisional again when E > spread * L
+    estimate   L provisional, E known (not a burst): L = E,  r' = settle * E; L is
+               confirmed when E and the previous L agree within a factor `spread`
+    failed     s > L (s: requests sent in the last second: more than the known limit):
+    probe          E >= at_limit * L (the server let through about L):
+                       L = max(L, min(E, s)), provisional again if E > spread * L
+                   otherwise L stays;   r' = settle * L
     noise      anything else (a 429 within the known limit): ignored
     dropped    bursts and noise that keep coming: the last `confirm` of them each gave an
                estimate, all below at_limit * L and within a factor `spread` of each other
@@ -60,11 +62,14 @@ Once ``L`` is known, a storm is one of::
 Only a failed probe or a drop cuts, so a storm of random 429s costs its cooldowns, not the
 rate. Growth, per second of binding (dt between successes, at most 50 ms each)::
 
-    slow start   (no rate given): r = start_rate, then r = r * 2 ** (dt / ramp) until the
-                 first storm, or until r >= ramp_to: the gate is then unlimited (None)
+    slow start   (no rate given): r = start_rate, then r = r * 2 ** (dt / D) until the first
+                 storm, or until r >= ramp_to: the gate is then unlimited (None). D, the time
+                 to double, is max(ramp, 2 * srtt) (srtt: the mean round trip, weight 1/8 to
+                 each new one): a rate that doubles faster than answers come back would send
+                 the whole window before the first 429 can stop it
     restore      L known, r < settle * L:  r = min(settle * L, r * 2 ** (dt / restore))
-    probe        L provisional:            r = r * 2 ** (dt / restore)   (find the limit)
-                 otherwise:                r = r + slope * dt,  slope = max(increase, probe * L)
+    probe        `calm` seconds after the last storm, L provisional: r = r * 2 ** (dt / restore)
+                 (find the limit); otherwise: r = r + slope * dt,  slope = max(increase, probe * L)
     always       min_rate <= r <= max_rate
 
 A first estimate may come from random 429s (it then reads low), so it is provisional: the rate
@@ -114,6 +119,7 @@ _WINDOW = 1.0  # seconds of sends kept to measure the observed rate
 _BINDING = 1.0  # the limit "binds" if some request waited for its slot this recently
 _STEP = 0.05  # at most this many seconds of growth per success
 _REBOOK = 1.25  # waiters book their slots again once the rate has grown this much
+_MIN_OKS = 5  # successes an estimate needs
 
 
 class AccountGate:
@@ -138,8 +144,8 @@ class AccountGate:
         patience: float = 3.0,
         confirm: int = 4,
         spread: float = 1.1,
-        start_rate: float | None = 20.0,
-        ramp: float = 0.01,
+        start_rate: float | None = 50.0,
+        ramp: float = 0.005,
         ramp_to: float = 1000.0,
         min_rate: float = 0.2,
         max_rate: float | None = None,
@@ -152,26 +158,14 @@ class AccountGate:
         if rate is not None and not rate > 0:
             raise ValueError(f"rate={rate!r}: must be a positive number of requests/s or None")
         self._rate = rate
-        self.adaptive = adaptive
-        self.policy: RatePolicy = policy
-        self.increase = increase
-        self.decrease = decrease
-        self.recovery = recovery
-        self.settle = settle
-        self.probe = probe
-        self.estimate_window = estimate_window
-        self.burst = burst
-        self.at_limit = at_limit
-        self.restore = restore
-        self.calm = calm
-        self.patience = patience
-        self.spread = spread
-        self.ramp = ramp
-        self.ramp_to = ramp_to
-        self.min_rate = min_rate
-        self.max_rate = max_rate
-        self.cooldown_base = cooldown_base
-        self.cooldown_cap = cooldown_cap
+        self.adaptive, self.policy = adaptive, policy
+        self.increase, self.decrease, self.recovery = increase, decrease, recovery
+        self.settle, self.probe, self.at_limit, self.spread = settle, probe, at_limit, spread
+        self.estimate_window, self.burst = estimate_window, burst
+        self.restore, self.calm, self.patience = restore, calm, patience
+        self.ramp, self.ramp_to = ramp, ramp_to
+        self.min_rate, self.max_rate = min_rate, max_rate
+        self.cooldown_base, self.cooldown_cap = cooldown_base, cooldown_cap
         self.time_scale = time_scale
         self._slope = increase
         self._closed_until = 0.0
@@ -191,6 +185,7 @@ class AccountGate:
         self._first_estimate: float | None = None  # E1
         self._reopen_seq = 0  # of which before the gate last closed
         self._grown_at: float | None = None  # the last success that moved the rate
+        self._srtt: float | None = None  # the mean round trip (during the slow start)
         self._limit: float | None = None  # L (policy "recover")
         self._provisional = False  # L is a first estimate, not yet shown by a failed probe
         self._ignored: deque[float | None] = deque(maxlen=confirm)  # their estimates
@@ -437,9 +432,12 @@ class AccountGate:
                 rate += self._slope / max(rate, 1.0)
                 self._rate = min(rate, self.max_rate) if self.max_rate else rate
             return
+        if self._ramping and sent is not None and sent[0] is self:
+            rtt, srtt = now - sent[1], self._srtt
+            self._srtt = rtt if srtt is None else srtt + (rtt - srtt) / 8
         last, self._grown_at = self._grown_at, now
         if binding and last is not None:
-            self._grow(rate, min(now - last, _STEP))
+            self._grow(now, rate, min(now - last, _STEP))
             if self._shared is not None:
                 self._shared.pushed(self, cut=False)
             booked, rate = self._booked_rate, self._rate
@@ -448,18 +446,20 @@ class AccountGate:
                 self._rebook_from(min(self._next_slot, now + 1.0 / rate))
 
     # -- machinery ---------------------------------------------------------------------------
-    def _grow(self, rate: float, dt: float) -> None:
+    def _grow(self, now: float, rate: float, dt: float) -> None:
         """Policy "recover": slow start, restore to the last rate that worked, or probe."""
         if self._shared is not None:  # every worker grows the shared rate: each its share
             dt /= max(1.0, self._scale)
         limit = self._limit
         if self._ramping:
-            rate *= 2.0 ** (dt / self.ramp)
+            rate *= 2.0 ** (dt / max(self.ramp, 2.0 * (self._srtt or 0.0)))
             if rate >= self.ramp_to:
                 self._rate, self._ramping = None, False
                 return
         elif limit is not None and rate < self.settle * limit:
             rate = min(self.settle * limit, rate * 2.0 ** (dt / self.restore))
+        elif now - self._last_cut < self.calm:
+            return  # no probing right after a storm
         elif self._provisional:
             rate *= 2.0 ** (dt / self.restore)
         else:
@@ -480,9 +480,9 @@ class AccountGate:
             self._scale = self._shared.share()
             oks = round(oks * self._scale)
             self._shared.mark()
-        if first and self._first_send is not None and oks >= 10:
+        if first and self._first_send is not None and oks >= _MIN_OKS:
             self._first_estimate = oks / (now - self._first_send + self.burst)
-        if span >= self.estimate_window and oks >= 10:
+        if span >= self.estimate_window and oks >= _MIN_OKS:
             self.limit_estimate = oks / span
             return self.limit_estimate
         return None
@@ -498,12 +498,17 @@ class AccountGate:
         refilled = 0.5 * limit * min(reopened, self.burst)
         # (shared: this worker's sends since the reopening, scaled to the account's)
         burst = seq is not None and (seq - self._reopen_seq) * self._scale <= max(1.0, refilled)
-        sent = self.observed_rate(now) if not burst and estimate else 0.0
-        if sent > limit and estimate and estimate >= self.at_limit * limit:
-            # a failed probe: the server let through about L while more was sent
-            agree = self._agree(estimate, limit)
-            provisional = not agree if self._provisional else estimate > self.spread * limit
-            self._cut_to(max(limit, min(estimate, sent)), provisional=provisional)
+        sent = 0.0 if burst else self.observed_rate(now)
+        if not burst and self._provisional and estimate is not None:
+            # every estimate moves a provisional limit
+            self._cut_to(estimate, provisional=not self._agree(estimate, limit))
+            return
+        if sent > limit:  # a failed probe: the server let through less than was sent
+            if estimate is not None and estimate >= self.at_limit * limit:
+                higher = estimate > self.spread * limit
+                self._cut_to(max(limit, min(estimate, sent)), provisional=higher)
+            else:  # no (consistent) estimate: back under the known limit
+                self._cut_to(limit, provisional=self._provisional)
             return
         self.ignored += 1
         if self._quiet_since is None or now - self._closed_until >= self.calm:
@@ -536,9 +541,12 @@ class AccountGate:
         """A cut while the limit is unknown (and every cut of policy "aimd")."""
         rate = self._rate
         ramping, self._ramping = self._ramping, False
+        first = self._first_estimate
+        if self.policy == "recover" and estimate is None and not self.cuts and first is not None:
+            self._cut_to(first, provisional=True)  # the first storm
+            return
         if estimate is not None:
             if self.policy == "recover":
-                first = self._first_estimate
                 agree = first is not None and self._agree(estimate, first)
                 self._cut_to(estimate, provisional=not agree)
                 return
