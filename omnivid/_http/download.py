@@ -9,7 +9,11 @@ checked against the server instead: a ``Range`` request for the bytes past its e
 that there are none, at exactly its size. A file that does not match is never replaced unless
 ``overwrite=True``.
 
-Result URLs are public CDN links: the API key is never sent to them.
+Result URLs are public CDN links: the API key is never sent to them. They expire (APIMart gives
+``expires_at``, EvoLink 24 hours after completion): an answer meaning the URL's lifetime is over
+(410; a 403 unless ``expires_at`` is still well ahead and the answer does not say it expired)
+raises :class:`~omnivid.errors.DownloadExpiredError`, carrying the task id, the URL and the
+status; any other failure a :class:`~omnivid.errors.DownloadError`.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import aiohttp
 import anyio.to_thread
 
 from .._models import Task, Video
-from ..errors import DownloadError
+from ..errors import DownloadError, DownloadExpiredError
 
 __all__ = ["download_task", "download_video", "sidecar_path", "video_paths"]
 
 log = logging.getLogger("omnivid")
 _CHUNK = 64 * 1024
+_EXCERPT = 2048  # bytes of an error answer read to tell an expired URL
+_SKEW = 300.0  # seconds of clock difference tolerated before a 403 is not taken as expiry
 
 
 def video_paths(task: Task, dest: Path) -> list[Path]:
@@ -105,13 +111,13 @@ async def download_video(
             )
         sidecar_path(path).unlink(missing_ok=True)
     part = path.with_name(path.name + ".part")
-    seen: dict[str, str] = {}  # the ETag of the file being fetched, once a response gave it
+    seen = _Fetched()  # the ETag (and SHA-256 so far) of the file being fetched
     attempts = 0
     while True:
         have = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
-        if have and "etag" in seen:
-            headers["If-Range"] = seen["etag"]
+        if have and seen.etag is not None:
+            headers["If-Range"] = seen.etag
         try:
             done = await _fetch(session, video, part, have, headers, timeout, ctx, seen)
         except (aiohttp.InvalidURL, ValueError) as exc:
@@ -128,7 +134,8 @@ async def download_video(
             continue
         if done:
             # the sidecar first: a crash before the rename leaves the .part, resumed next time
-            await anyio.to_thread.run_sync(_write_sidecar, part, path, seen.get("etag"))
+            digest = seen.sha256(part.stat().st_size)
+            await anyio.to_thread.run_sync(_write_sidecar, part, path, seen.etag, digest)
             os.replace(part, path)
             return path
 
@@ -141,7 +148,7 @@ async def _fetch(
     headers: dict[str, str],
     timeout: aiohttp.ClientTimeout | None,
     ctx: dict[str, str | None],
-    seen: dict[str, str],
+    seen: _Fetched,
 ) -> bool:
     """One GET; appends to ``part``. True when the file is complete.
 
@@ -156,27 +163,77 @@ async def _fetch(
             part.unlink(missing_ok=True)
             raise aiohttp.ClientPayloadError(f"{part} does not match the remote file")
         if resp.status not in (200, 206):
-            expired = video.expires_at is not None and video.expires_at < datetime.now(UTC)
-            why = " (the URL has expired)" if expired or resp.status in (403, 410) else ""
-            raise DownloadError(f"GET {video.url} answered HTTP {resp.status}{why}", **ctx)
-        etag = resp.headers.get("ETag")
-        if etag:
-            seen["etag"] = etag
-        else:
-            seen.pop("etag", None)
+            excerpt = (await resp.content.read(_EXCERPT)).decode("utf-8", "replace")
+            if _expired(resp.status, video, excerpt):
+                raise DownloadExpiredError(
+                    f"GET {video.url} answered HTTP {resp.status} (the URL has expired)",
+                    url=video.url,
+                    status=resp.status,
+                    expires_at=video.expires_at,
+                    **ctx,
+                )
+            raise DownloadError(f"GET {video.url} answered HTTP {resp.status}", **ctx)
+        seen.etag = resp.headers.get("ETag") or None
         if resp.status == 200:
             have = 0  # the server ignored Range (or the file changed): start over
         elif _range_start(resp) != have:
             part.unlink(missing_ok=True)
             raise aiohttp.ClientPayloadError(f"the server resumed at the wrong offset for {part}")
+        digest = seen.hashing(have)
         total = _total_length(resp)
         with part.open("ab" if resp.status == 206 else "wb") as out:
             async for chunk in resp.content.iter_chunked(_CHUNK):
                 out.write(chunk)
                 have += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+                    seen.hashed = have
         if total is not None and have < total:
             raise aiohttp.ClientPayloadError(f"got {have} of {total} bytes")
         return True
+
+
+class _Fetched:
+    """What the responses of one download said so far: the file's ``ETag``, and the SHA-256
+    of the bytes received since the first byte (so the sidecar need not read the file again)."""
+
+    __slots__ = ("_digest", "etag", "hashed")
+
+    def __init__(self) -> None:
+        self.etag: str | None = None
+        self._digest: Any = None
+        self.hashed = 0  # bytes the digest has seen
+
+    def hashing(self, start: int) -> Any:
+        """The digest to update with the bytes from ``start`` on (None: not known from 0)."""
+        if start == 0:
+            self._digest, self.hashed = hashlib.sha256(), 0
+        elif self._digest is not None and self.hashed != start:
+            self._digest = None
+        return self._digest
+
+    def sha256(self, size: int) -> str | None:
+        """The file's SHA-256 if every one of its ``size`` bytes went through the digest."""
+        if self._digest is None or self.hashed != size:
+            return None
+        return str(self._digest.hexdigest())
+
+
+def _expired(status: int, video: Video, excerpt: str) -> bool:
+    """Whether an error answer from the file server means the URL's lifetime is over: 410
+    Gone; a 403 unless the provider's ``expires_at`` is still ahead (by more than
+    :data:`_SKEW`) and the answer does not say it expired (the simulator's ``url_expired``,
+    object stores' "Request has expired"); any 4xx once ``expires_at`` has passed."""
+    if status == 410:
+        return True
+    if not 400 <= status < 500:
+        return False
+    now = datetime.now(UTC)
+    passed = video.expires_at is not None and video.expires_at <= now
+    if status == 403:
+        ahead = video.expires_at is not None and (video.expires_at - now).total_seconds() > _SKEW
+        return passed or not ahead or "expire" in excerpt.lower()
+    return passed
 
 
 def _range_start(resp: aiohttp.ClientResponse) -> int | None:
@@ -245,13 +302,14 @@ def _sidecar_mismatch(path: Path) -> str | None:
     return "is not the video downloaded there (its SHA-256 differs)"
 
 
-def _write_sidecar(source: Path, path: Path, etag: str | None) -> None:
-    """Record ``source`` (the finished ``.part``, or ``path`` itself) as ``path``'s content."""
+def _write_sidecar(source: Path, path: Path, etag: str | None, sha256: str | None = None) -> None:
+    """Record ``source`` (the finished ``.part``, or ``path`` itself) as ``path``'s content
+    (``sha256``: its digest, when already known)."""
     stat = source.stat()
     record: dict[str, Any] = {
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,  # a rename keeps it
-        "sha256": _sha256(source),
+        "sha256": sha256 or _sha256(source),
         "etag": etag,
     }
     sidecar = sidecar_path(path)

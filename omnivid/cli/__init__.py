@@ -3,7 +3,8 @@
 Commands::
 
     omnivid batch JOBS.jsonl --out DIR [--provider P] [--max-in-flight N] [--max-cost X]
-                  [--simulate] [--resubmit-ambiguous] [--strict] [--video-names key|task]
+                  [--max-downloads N] [--simulate] [--resubmit-ambiguous] [--strict]
+                  [--video-names key|task]
     omnivid generate PROMPT --model M [--image PATH_OR_URL]... [--video ...] [--duration D]
                   --out DIR [--simulate]
     omnivid status TASK_ID --provider P [--json]
@@ -20,10 +21,12 @@ from ``--base-url`` or ``OMNIVID_<PROVIDER>_BASE_URL``. ``--simulate`` runs agai
 in-process simulator instead, with no key at all.
 
 Modules: ``_main`` (the entry point), ``_parser`` (every command's arguments), one module per
-command (``_batch`` with ``_batch_run``, ``_generate``, ``_tasks`` for status and download,
-``_list_models``, ``_sim``), and what they share: ``_common`` (exit statuses, the client),
-``_env`` (endpoints and keys), ``_jobs`` (the jobs file), ``_progress`` (the display),
-``_results`` (results.jsonl) and ``_videos`` (the videos' file names).
+command (``_batch`` with ``_batch_run``, ``_batch_rows``, ``_jobindex`` (the jobs file read
+twice, never held), ``_downloads`` (the download queue) and ``_saving`` (expired URLs);
+``_generate``, ``_tasks`` for status and download, ``_list_models``, ``_sim``), and what they
+share: ``_common`` (exit statuses, the client), ``_env`` (endpoints and keys), ``_jobs`` (the
+jobs file's lines), ``_progress`` (the display), ``_results`` (results.jsonl) and ``_videos``
+(the videos' file names).
 """
 
 from ._main import main

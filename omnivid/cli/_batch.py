@@ -10,10 +10,17 @@ Layout of the output directory::
                          rerun (even after kill -9) finds the tasks the journal recorded
 
 One :class:`~omnivid.AsyncClient` and one ``map`` run per provider, concurrently, sharing the
-journal. A video is downloaded as soon as its task completes (at most ``--max-downloads`` at
-once, alongside the batch), so it is saved long before its URL expires; a rerun downloads any
-completed job whose files are missing (an interrupted transfer resumes from its ``.part``). A
-failed download fails that job only.
+journal. The batch file is read twice and never held: once to check every line (bad lines are
+reported before anything runs), then lazily, each provider's ``map`` pulling its jobs as it has
+room (:mod:`omnivid.cli._jobindex`); the run keeps state only for the jobs it is running, and
+each job's row goes to results.jsonl when it ends (:mod:`omnivid.cli._results` says the order).
+
+A video is downloaded as soon as its task completes, alongside the batch, soonest-expiring URL
+first, 4 to ``--max-downloads`` at once as the backlog grows; no new task is submitted while
+the backlog is full (:mod:`omnivid.cli._downloads`), so results are saved before their URLs
+expire. A URL that expired anyway ends its job ``expired`` (:mod:`omnivid.cli._saving`). A rerun
+downloads any completed job whose files are missing (an interrupted transfer resumes from its
+``.part``). A failed download fails that job only.
 
 Rerunning the same command resumes: finished jobs come back from the journal without any
 request, submitted ones are polled, ambiguous ones (the submit may have been accepted but its
@@ -27,14 +34,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..providers import list_providers
 from ._batch_run import BatchCommand, BatchRun
 from ._common import time_scale
-from ._env import parse_base_urls, real_endpoints, simulated_endpoints
-from ._jobs import UsageError, read_jobs
+from ._env import Endpoint, parse_base_urls, real_endpoints, simulated_endpoints
+from ._jobindex import JobIndex
+from ._jobs import LineError, UsageError
 
 __all__ = ["batch", "parse_max_cost", "run_batch"]
 
@@ -62,16 +70,29 @@ async def batch(args: argparse.Namespace) -> int:
     return await run_batch(command, interrupted=args.interrupted)
 
 
-async def run_batch(command: BatchCommand, *, interrupted: Sequence[int] = ()) -> int:
-    """Run the batch; returns the exit status (0 every job ok, 1 otherwise)."""
-    jobfile = read_jobs(command.jobs, default_provider=command.provider)
-    for error in jobfile.errors:
+async def run_batch(
+    command: BatchCommand,
+    *,
+    interrupted: Sequence[int] = (),
+    observe: Callable[[BatchRun], None] | None = None,
+) -> int:
+    """Run the batch; returns the exit status (0 every job ok, 1 otherwise). ``observe`` is
+    given the run before it starts (benchmarks and tests watch its download queue)."""
+
+    def report(error: LineError) -> None:
         print(f"omnivid: {command.jobs}: {error}", file=sys.stderr, flush=True)
-    if jobfile.errors and command.strict:
+
+    index = JobIndex.scan(
+        command.jobs,
+        default_provider=command.provider,
+        naming=command.video_names,
+        on_error=report,
+    )
+    if index.invalid and command.strict:
         raise UsageError(
-            f"{len(jobfile.errors)} bad line(s) in {command.jobs}; nothing was run (--strict)"
+            f"{index.invalid} bad line(s) in {command.jobs}; nothing was run (--strict)"
         )
-    providers = jobfile.providers
+    providers = index.providers
     budgets = parse_max_cost(command.max_cost, providers)
     if command.simulate:
         state_file = command.out / "simulator.sqlite"
@@ -89,10 +110,20 @@ async def run_batch(command: BatchCommand, *, interrupted: Sequence[int] = ()) -
             seed=command.sim_seed,
             state_file=state_file,
         ) as endpoints:
-            return await BatchRun(command, jobfile, budgets, interrupted).run(endpoints)
+            return await _start(BatchRun(command, index, budgets, interrupted), endpoints, observe)
     base_urls = parse_base_urls(command.base_urls, providers)
     endpoints = real_endpoints(providers, base_urls)
-    return await BatchRun(command, jobfile, budgets, interrupted).run(endpoints)
+    return await _start(BatchRun(command, index, budgets, interrupted), endpoints, observe)
+
+
+async def _start(
+    run: BatchRun,
+    endpoints: Mapping[str, Endpoint],
+    observe: Callable[[BatchRun], None] | None,
+) -> int:
+    if observe is not None:
+        observe(run)
+    return await run.run(endpoints)
 
 
 def parse_max_cost(values: Iterable[str], providers: Iterable[str]) -> dict[str, float]:

@@ -1,41 +1,52 @@
 """One run of ``omnivid batch`` (see :mod:`omnivid.cli._batch`): :class:`BatchCommand`, what
 was asked, and :class:`BatchRun`, which holds the journal and its lock, runs one ``client.map``
-per provider, downloads the videos, writes results.jsonl and prints the summary."""
+per provider over a lazy read of the batch file, downloads the videos (through a
+:class:`~omnivid.cli._downloads.DownloadQueue`), streams results.jsonl and prints the summary.
+
+It holds state only for the jobs it is running: those pulled by a ``map`` and without a row yet
+(at most the window of each ``map`` plus the download backlog), and counters for the summary.
+"""
 
 from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import IO
 
 import aiohttp
 import anyio
-from attrs import frozen
+from attrs import define, frozen
 
 from .._client import AsyncClient
-from .._models import Task, TaskStatus
+from .._models import Task, VideoRequest
 from ..batch._outcome import TERMINAL_EVENTS, BatchStats, Event, Outcome
 from ..batch._policy import DEFAULT_RESUBMIT, ResubmitPolicy
 from ..errors import (
     AuthenticationError,
-    BudgetExceededError,
+    DownloadExpiredError,
     EndpointUnreachableError,
     InsufficientCreditError,
-    JournalConflictError,
     OmnividError,
     PermissionDeniedError,
-    SubmissionUnknownError,
-    TaskFailedError,
-    ValidationError,
 )
 from ..journal._sqlite import Journal
+from ._batch_rows import interrupted_report, interrupted_row, invalid_row, job_row, summary
 from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, client_for
+from ._downloads import DownloadQueue
 from ._env import Endpoint
-from ._jobs import Job, JobFile, UsageError
+from ._jobindex import JobIndex, LineReader
+from ._jobs import Job, LineError, UsageError
 from ._progress import BatchDisplay, ProgressMode
-from ._results import ResultRecord, ResultsFile, billing_unit, clean_amount, format_spend
+from ._results import (
+    ResultCounts,
+    ResultRecord,
+    ResultsFile,
+    billing_unit,
+)
+from ._saving import EXPIRED_NOTE, expiry, lifetime, save_fresh
 from ._videos import VideoFiles, VideoNaming
 
 __all__ = ["BatchCommand", "BatchRun"]
@@ -67,7 +78,7 @@ class BatchCommand:
     base_urls: tuple[str, ...] = ()
     time_scale: float = 1.0
     progress: ProgressMode = "auto"
-    max_downloads: int = 4
+    max_downloads: int = 16
     video_names: VideoNaming = "key"
 
     @property
@@ -76,35 +87,52 @@ class BatchCommand:
         return self.journal if self.journal is not None else self.out / "journal.sqlite"
 
 
+@define
+class _Download:
+    """A completed job whose videos are to be saved."""
+
+    job: Job
+    outcome: Outcome
+    task: Task
+    client: AsyncClient
+
+
 class BatchRun:
     """One run of a batch: its journal, its display, its results."""
 
     def __init__(
         self,
         command: BatchCommand,
-        jobfile: JobFile,
+        index: JobIndex,
         budgets: Mapping[str, float],
         interrupted: Sequence[int],
     ) -> None:
         self.command = command
-        self.jobfile = jobfile
+        self.index = index
         self.budgets = budgets
         self.interrupted = interrupted
         self.videos_dir = command.out / "videos"
-        self.videos = VideoFiles(
-            self.videos_dir, command.video_names, [job.key for job in jobfile.jobs]
-        )
+        self.videos = VideoFiles(self.videos_dir, command.video_names, index.stems or ())
         self.results = ResultsFile(command.out / "results.jsonl")
-        self.records: dict[int, ResultRecord] = {}  # by line: a reused key has its own row
-        self.running: dict[str, str] = {}
-        self.downloading: dict[str, Outcome] = {}
+        self.counts = ResultCounts()
+        self.pending: dict[str, Job] = {}  # pulled by a map, no row yet
+        self.downloading: dict[str, Outcome] = {}  # of those, the ones completed
+        self.running: dict[str, str] = {}  # key -> task id, tasks not finished
         self.unanswered: set[str] = set()
+        self.left_running: dict[str, tuple[str, str]] = {}  # after a stop: (task id, provider)
+        self.left_unanswered: list[str] = []
         self.rate_limited: set[str] = set()
         self.not_reached: set[str] = set()
         self.stats: dict[str, BatchStats] = {}  # per provider, when its batch ended
-        self.spend_this_run: dict[str, float] = {}
-        self.jobs_by_key = {job.key: job for job in jobfile.jobs}
-        self.display = BatchDisplay(len(jobfile.jobs) + len(jobfile.errors), mode=command.progress)
+        self.readers: dict[str, LineReader] = {}
+        in_flight = command.max_in_flight * max(1, len(index.providers))
+        self.downloads: DownloadQueue[_Download] = DownloadQueue(
+            floor=min(4, command.max_downloads),
+            ceiling=command.max_downloads,
+            high=max(64, 2 * in_flight),
+        )
+        self.display = BatchDisplay(index.rows, mode=command.progress)
+        self.display.saving = lambda: self.downloads.backlog
         self._journal: Journal | None = None
 
     @property
@@ -130,27 +158,17 @@ class BatchRun:
             raise
         try:
             self.results.open()
+            self.readers = {name: self.index.reader(name) for name in endpoints}
             with self.display:
-                for error in self.jobfile.errors:
-                    self._finish(
-                        ResultRecord(
-                            key=error.key,
-                            line=error.line,
-                            status="invalid",
-                            ok=False,
-                            error=error.message,
-                        ),
-                        show=False,  # already reported with its line number
-                    )
                 try:
-                    async with anyio.create_task_group() as tg:
-                        for name, endpoint in endpoints.items():
-                            jobs = [j for j in self.jobfile.jobs if j.provider == name]
-                            tg.start_soon(self._run_provider, endpoint, jobs)
+                    self._invalid_rows()
+                    await self._run_all(endpoints)
                 finally:
-                    # also after Ctrl-C: the results file lists every job, running ones too
-                    self.results.rewrite(self._all_records())
+                    # also after Ctrl-C: the results file has a row for every line
+                    self._unfinished_rows()
         finally:
+            for reader in self.readers.values():
+                reader.close()
             self.results.close()
             self.journal.close()
             if lock is not None:
@@ -160,66 +178,117 @@ class BatchRun:
             self._summary()
         if any(stats.stopped for stats in self.stats.values()):
             return EXIT_USAGE  # a key, balance, model access or endpoint to fix first
-        return EXIT_OK if all(r.ok for r in self.records.values()) else EXIT_FAILED
+        return EXIT_OK if self.counts.all_ok else EXIT_FAILED
+
+    async def _run_all(self, endpoints: Mapping[str, Endpoint]) -> None:
+        """One map per provider and the downloads, until every job has its row."""
+        try:
+            async with AsyncExitStack() as stack:
+                clients = {
+                    name: await stack.enter_async_context(
+                        client_for(endpoint, self.command.time_scale)
+                    )
+                    for name, endpoint in endpoints.items()
+                }
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self.downloads.run, self._save)
+                    try:
+                        async with anyio.create_task_group() as maps:
+                            for name, client in clients.items():
+                                maps.start_soon(self._run_provider, name, client)
+                    finally:
+                        self.downloads.close()  # the backlog is still saved
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
 
     # -- one provider ------------------------------------------------------------------------
-    async def _run_provider(self, endpoint: Endpoint, jobs: list[Job]) -> None:
-        name = endpoint.provider
-        limiter = anyio.CapacityLimiter(self.command.max_downloads)
+    async def _run_provider(self, name: str, client: AsyncClient) -> None:
         attempts = self.command.max_attempts
         resubmit = DEFAULT_RESUBMIT if attempts is None else ResubmitPolicy(max_attempts=attempts)
-        async with (
-            client_for(endpoint, self.command.time_scale) as client,
-            anyio.create_task_group() as downloads,
-            client.map(
-                [(job.key, job.request) for job in jobs],
-                max_in_flight=self.command.max_in_flight,
-                max_cost=self.budgets.get(name),
-                journal=self.journal,
-                resubmit_ambiguous=self.command.resubmit_ambiguous,
-                on_event=functools.partial(self._on_event, name),
-                resubmit=resubmit,
-            ) as outcomes,
-        ):
+        async with client.map(
+            self._jobs(self.readers[name]),
+            max_in_flight=self.command.max_in_flight,
+            max_cost=self.budgets.get(name),
+            journal=self.journal,
+            resubmit_ambiguous=self.command.resubmit_ambiguous,
+            on_event=functools.partial(self._on_event, name),
+            resubmit=resubmit,
+        ) as outcomes:
             try:
                 async for outcome in outcomes:
-                    job = self.jobs_by_key[str(outcome.key)]
-                    task = outcome.task
-                    if outcome.ok and task is not None:
-                        self.downloading[job.key] = outcome
-                        downloads.start_soon(self._download, client, job, outcome, task, limiter)
-                    else:  # a stop's cause is printed once, in the summary
-                        stop = isinstance(outcome.error, _STOPS) and task is None
-                        self._finish(self._record(job, outcome), show=not stop)
+                    await self._take(client, outcome)
             finally:
                 self.stats[name] = outcomes.statistics()
 
-    async def _download(
-        self,
-        client: AsyncClient,
-        job: Job,
-        outcome: Outcome,
-        task: Task,
-        limiter: anyio.CapacityLimiter,
-    ) -> None:
-        """Save the task's videos (unless already saved, under the names the journal recorded
-        or those of `VideoFiles`) and record them in the journal."""
-        entry = self.journal.get(job.key)
-        recorded = list(entry.downloads) if entry is not None else []
-        paths = recorded or self.videos.paths(job.key, task)
+    async def _jobs(self, reader: LineReader) -> AsyncIterator[tuple[str, VideoRequest]]:
+        """The provider's jobs, read from the file as the map pulls them; none is taken while
+        the download backlog is full (so no task is submitted then)."""
+        downloads = self.downloads
+        while True:
+            if downloads.full:
+                await downloads.wait_room()
+            item = next(reader, None)
+            if item is None:
+                return
+            if isinstance(item, LineError):  # the file changed since it was checked
+                self._finish(invalid_row(item))
+                continue
+            self.pending[item.key] = item
+            yield item.key, item.request
+
+    async def _take(self, client: AsyncClient, outcome: Outcome) -> None:
+        """An outcome: its row now, or its videos to the download queue."""
+        key = str(outcome.key)
+        job = self.pending[key]
+        task = outcome.task
+        if not outcome.ok or task is None:  # a stop's cause is printed once, in the summary
+            stop = isinstance(outcome.error, _STOPS) and task is None
+            self._finish(job_row(job, outcome), show=not stop)
+            return
+        if outcome.from_journal:  # finished in an earlier run: saved, expired or to fetch
+            entry = self.journal.get(key)
+            saved = [str(p) for p in entry.downloads] if entry is not None else []
+            if saved and all(Path(p).exists() for p in saved):
+                self._finish(job_row(job, outcome, videos=saved))
+                return
+            if entry is not None and (entry.error or "").startswith(EXPIRED_NOTE):
+                self._finish(job_row(job, outcome, status="expired", error=entry.error))
+                return
+        paths = self.videos.paths(key, task)
+        if paths and all(p.exists() for p in paths):
+            saved = [str(p) for p in paths]
+            self.journal.record_download(key, saved)
+            self._finish(job_row(job, outcome, videos=saved))
+            return
+        self.downloading[key] = outcome
+        await self.downloads.put(
+            _Download(job, outcome, task, client),
+            expires=expiry(task),
+            lifetime=None if outcome.from_journal else lifetime(task, self.command.time_scale),
+        )
+
+    async def _save(self, item: _Download) -> None:
+        """Save one job's videos (see :func:`~omnivid.cli._saving.save_fresh`), record them in
+        the journal and write the job's row."""
+        job, outcome = item.job, item.outcome
         try:
-            if not paths or not all(p.exists() for p in paths):
-                async with limiter:
-                    paths = await self.videos.save(client, job.key, task)
+            paths = await save_fresh(self.videos, item.client, job.key, item.task)
+        except DownloadExpiredError as exc:
+            message = (
+                f"{EXPIRED_NOTE} (HTTP {exc.status}; reading the task again gave no fresh URL): "
+                f"task {item.task.id} was paid for, its video is lost"
+            )
+            self.journal.record_error(job.key, message)  # a rerun reports it, never retries
+            self._finish(job_row(job, outcome, status="expired", error=message))
+            return
         except (OmnividError, aiohttp.ClientError, OSError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             error = f"download failed: {why or type(exc).__name__}"
-            self._finish(self._record(job, outcome, error=error))
+            self._finish(job_row(job, outcome, error=error))
             return
         saved = [str(p) for p in paths]
-        if entry is None or [str(p) for p in entry.downloads] != saved:
-            self.journal.record_download(job.key, saved)
-        self._finish(self._record(job, outcome, videos=saved))
+        self.journal.record_download(job.key, saved)
+        self._finish(job_row(job, outcome, videos=saved))
 
     # -- events and records ------------------------------------------------------------------
     def _on_event(self, provider: str, event: Event) -> None:
@@ -251,140 +320,84 @@ class BatchRun:
         elif event.kind in TERMINAL_EVENTS:
             self.running.pop(key, None)
 
-    def _record(
-        self,
-        job: Job,
-        outcome: Outcome,
-        *,
-        videos: Sequence[str] = (),
-        error: str | None = None,
-    ) -> ResultRecord:
-        task = outcome.task
-        problem = outcome.error
-        text = error if problem is None else str(problem)
-        if isinstance(problem, TaskFailedError):  # the row names provider, model and task
-            text = f"task {problem.task.status.value}: {problem.task.failure_reason}"
-        return ResultRecord(
-            key=job.key,
-            line=job.line,
-            status=_status(task, problem),
-            ok=outcome.ok and error is None,
-            provider=job.provider,
-            model=job.request.model,
-            task_id=outcome.task_id,
-            cost=outcome.cost,
-            cost_unit=billing_unit(job.provider),
-            credits=task.credits if task else None,
-            attempts=outcome.attempts,
-            videos=tuple(videos),
-            urls=tuple(task.video_urls) if task else (),
-            error=text,
-            from_journal=outcome.from_journal,
-        )
-
     def _finish(self, record: ResultRecord, *, show: bool = True) -> None:
-        self.records[record.line] = record
-        self.running.pop(record.key, None)
-        self.downloading.pop(record.key, None)
-        if record.cost and not record.from_journal and record.provider:
-            spent = self.spend_this_run
-            spent[record.provider] = spent.get(record.provider, 0.0) + record.cost
+        """Write ``record`` (a job's one row) and forget the job."""
+        job = self.pending.get(record.key)
+        if job is not None and job.line == record.line:
+            del self.pending[record.key]
+            self.downloading.pop(record.key, None)
+            self.running.pop(record.key, None)
+        self.counts.add(record)
         if record.status == "ambiguous":
             self.display.note(f"key={record.key}: {record.error}")
         self.results.append(record)
         self.display.job_finished(record, show=show)
 
-    def _all_records(self) -> list[ResultRecord]:
-        records = dict(self.records)
-        for key, job in self.jobs_by_key.items():
-            if job.line in records:
-                continue
-            if key in self.downloading:
-                records[job.line] = self._record(
-                    job,
-                    self.downloading[key],
-                    error="the batch stopped before the download finished; rerun to download",
-                )
+    def _invalid_rows(self) -> None:
+        """The rows of the lines that cannot run (already reported with their numbers)."""
+        if not self.index.invalid:
+            return
+        reader = self.index.reader(None)
+        try:
+            for item in reader:
+                if isinstance(item, LineError):
+                    self._finish(invalid_row(item), show=False)
+        finally:
+            reader.close()
+
+    def _unfinished_rows(self) -> None:
+        """After a stop: a row for each job pulled and not finished, then for each line no map
+        reached (the file is read on, lightly)."""
+        stopped = "the batch stopped before this job finished; rerun to run it"
+        for key, job in list(self.pending.items()):
+            outcome = self.downloading.get(key)
+            if outcome is not None:
+                error = "the batch stopped before the download finished; rerun to download"
+                self._finish(job_row(job, outcome, error=error), show=False)
                 continue
             task_id = self.running.get(key)
-            records[job.line] = ResultRecord(
-                key=key,
-                line=job.line,
-                status="interrupted",
-                ok=False,
-                provider=job.provider,
-                model=job.request.model,
-                task_id=task_id,
-                cost_unit=billing_unit(job.provider),
-                error=(
-                    "the batch stopped while this task ran; rerun to resume it"
-                    if task_id
-                    else "the batch stopped before this job finished; rerun to run it"
-                ),
-            )
-        return list(records.values())
-
-    def _finished(self, key: str) -> bool:
-        """Whether the job keyed ``key`` has its row."""
-        job = self.jobs_by_key.get(key)
-        return job is not None and job.line in self.records
+            if task_id:
+                self.left_running[key] = (task_id, job.provider)
+            elif key in self.unanswered:
+                self.left_unanswered.append(key)
+            record = interrupted_row(key, job.line, job.provider, job.request.model, task_id)
+            self._finish(record, show=False)
+        for name, reader in self.readers.items():
+            for line, key, model in reader.rest():
+                record = ResultRecord(
+                    key=key,
+                    line=line,
+                    status="interrupted",
+                    ok=False,
+                    provider=name,
+                    model=model,
+                    cost_unit=billing_unit(name),
+                    error=stopped,
+                )
+                self._finish(record, show=False)
 
     # -- reporting ---------------------------------------------------------------------------
     def _report_interrupted(self) -> None:
-        journal = self.command.journal_path
-        running = {k: v for k, v in self.running.items() if not self._finished(k)}
-        lines = []
-        if running:
-            lines.append(
-                f"omnivid: interrupted with {len(running)} task(s) submitted and not finished:"
-            )
-            for key, task_id in sorted(running.items()):
-                provider = self.jobs_by_key[key].provider if key in self.jobs_by_key else "?"
-                lines.append(f"  key={key} task={task_id} ({provider})")
-        for key in sorted(k for k in self.unanswered if not self._finished(k)):
-            lines.append(
-                f"  key={key}: its submit was cut off unanswered; a rerun reports it as ambiguous"
-            )
-        lines.append(
-            f"omnivid: rerun the same command to resume (the journal {journal} keeps every "
-            "task id; nothing is submitted twice)"
+        text = interrupted_report(
+            self.left_running, self.left_unanswered, self.command.journal_path
         )
-        print("\n".join(lines), file=sys.stderr, flush=True)
+        print(text, file=sys.stderr, flush=True)
 
     def _summary(self) -> None:
-        records = list(self.records.values())
-        counts: dict[str, int] = {}
-        for r in records:
-            word = "ok" if r.ok else _summary_word(r.status)
-            counts[word] = counts.get(word, 0) + 1
-        total_jobs = len(self.jobfile.jobs) + len(self.jobfile.errors)
-        missing = total_jobs - len(records)
-        if missing:
-            counts["interrupted"] = counts.get("interrupted", 0) + missing
-        order = ["ok", "failed", "ambiguous", "skipped", "invalid", "conflict", "interrupted"]
-        parts = [f"{counts.get(w, 0)} {w}" for w in order if counts.get(w) or w == "ok"]
-        spent: dict[str, float] = {}
-        for r in records:
-            if r.cost and r.provider:
-                spent[r.provider] = spent.get(r.provider, 0.0) + r.cost
-        lines = [
-            f"omnivid: {total_jobs} job(s): " + ", ".join(parts),
-            f"spend: {format_spend(spent)} in total, {format_spend(self.spend_this_run)} this run",
-            *filter(None, (_cap_line(name, stats) for name, stats in sorted(self.stats.items()))),
-            f"results: {self.results.path}",
-            f"videos: {self.videos_dir}",
-        ]
         for stats in self.stats.values():
             if stats.stopped:
                 print(f"omnivid: {stats.stopped}", file=sys.stderr, flush=True)
-        if counts.get("ambiguous"):
-            lines.append(
-                "ambiguous jobs may have been accepted (and billed) by the provider: check its "
-                "task list before rerunning with --resubmit-ambiguous"
-            )
-        if counts.get("skipped"):
-            lines.append("skipped jobs were not submitted (budget): rerun with a larger --max-cost")
-        print("\n".join(lines), flush=True)
+        text = summary(self.counts, self.index.rows, self.stats, self.results.path, self.videos_dir)
+        print(text, flush=True)
+
+
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The one error inside (nested) task-group errors, so that the command line reports it as
+    itself; the group when there are several."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def _lock(journal: Path) -> IO[bytes] | None:
@@ -406,37 +419,3 @@ def _lock(journal: Path) -> IO[bytes] | None:
             "finish (two runs on one journal would submit the same jobs twice)"
         ) from None
     return handle
-
-
-def _cap_line(provider: str, stats: BatchStats) -> str:
-    """``budget apimart: spent 2.00 of cap 2.00`` (over every run of the journal)."""
-    if stats.max_cost is None:
-        return ""
-    unit = " credits" if billing_unit(provider) == "credits" else ""
-    line = f"budget {provider}: spent {clean_amount(stats.cost_spent_total):.2f}{unit} of cap "
-    line += f"{stats.max_cost:.2f}{unit}"
-    if stats.cost_reserved_total >= 0.005:
-        line += f" ({stats.cost_reserved_total:.2f}{unit} reserved: running or possibly billed)"
-    return line
-
-
-def _status(task: Task | None, problem: OmnividError | None) -> str:
-    if isinstance(problem, SubmissionUnknownError):
-        return "ambiguous"
-    if isinstance(problem, BudgetExceededError):
-        return "skipped"
-    if isinstance(problem, JournalConflictError):
-        return "conflict"
-    if task is not None and task.status.is_terminal:
-        return task.status.value
-    if isinstance(problem, ValidationError):
-        return "invalid"
-    if task is not None and problem is None and task.status is not TaskStatus.COMPLETED:
-        return "interrupted"
-    return "error"
-
-
-def _summary_word(status: str) -> str:
-    if status in ("ambiguous", "skipped", "invalid", "conflict", "interrupted"):
-        return status
-    return "failed"

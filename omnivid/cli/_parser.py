@@ -112,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one video job per line of JOBS (JSON objects with model, prompt, "
         "images, videos, duration, ..., and optional key and provider). A journal in DIR makes "
         "a rerun resume: finished jobs are not paid for again, running ones are polled. "
-        "A line without key is keyed by its line number.",
+        "A line without key is keyed by its line number. DIR/results.jsonl gets one row per "
+        "line, in the order jobs end: lines that cannot run first, then each job when it ends "
+        "(one finished in an earlier run as soon as it is reached); after a stop, the jobs not "
+        "finished last. Its line field gives the file order.",
     )
     batch.add_argument("jobs", metavar="JOBS.jsonl", help="the batch file")
     batch.add_argument(
@@ -160,9 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--max-downloads",
         type=_positive_int,
-        default=4,
+        default=16,
         metavar="N",
-        help="videos downloaded at once (default 4)",
+        help="videos downloaded at once at most (default 16): 4 (or N if lower) while few "
+        "wait, more as the backlog grows; no new task is submitted while the backlog is full",
     )
     batch.add_argument(
         "--video-names",

@@ -3,7 +3,8 @@
 ``rich`` is optional (the ``cli`` extra): it is imported only when a bar is shown, and without
 it (or without a terminal, or with ``--progress log``) each finished job is one log line.
 
-The batch bar shows jobs done out of total, failed, in flight, spend and an ETA::
+The batch bar shows jobs done out of total, failed, in flight, videos being saved (the download
+backlog, when there is one), spend and an ETA::
 
     ETA = elapsed * remaining / finished        (finished = done + failed this run, > 0)
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, Self, TextIO
 
@@ -63,6 +65,7 @@ class BatchDisplay:
         self.failed = 0
         self.spend: dict[str, float] = {}
         self.in_flight: dict[str, str] = {}
+        self.saving: Callable[[], int] | None = None  # the download backlog, if known
         self._finished_this_run = 0
         self._started = time.monotonic()
         self._progress: Any = None
@@ -163,10 +166,12 @@ class BatchDisplay:
         return " ".join(parts)
 
     def status_text(self) -> str:
-        """``ok 3  failed 1  in flight 4  spend 1.20 + 102.34cr  ETA 2m10s``."""
+        """``ok 3  failed 1  in flight 4  saving 2  spend 1.20 + 102.34cr  ETA 2m10s``."""
+        saving = self.saving() if self.saving is not None else 0
         return (
             f"ok {self.ok}  failed {self.failed}  in flight {len(self.in_flight)}  "
-            f"spend {format_spend(self.spend, compact=True)}  ETA {format_duration(self.eta())}"
+            + (f"saving {saving}  " if saving else "")
+            + f"spend {format_spend(self.spend, compact=True)}  ETA {format_duration(self.eta())}"
         )
 
     def _refresh(self) -> None:

@@ -1,4 +1,5 @@
-"""``results.jsonl``: one line per job of a batch, written as jobs finish and rewritten at the end.
+"""``results.jsonl``: one line per line of the batch file (blank and comment lines aside),
+written as each job ends.
 
 Each line is a JSON object::
 
@@ -10,7 +11,11 @@ Each line is a JSON object::
 
 ``status`` is the task's status (``completed``, ``failed``, ``cancelled``), or:
 
-* ``interrupted``: the batch was stopped while the task ran (``task_id`` set; a rerun resumes it);
+* ``expired``: the task completed (and was paid for) but its result URL expired before the
+  video was saved, and reading the task again gave no fresh URL; ``task_id`` is set, and a
+  rerun reports it again from the journal without another try;
+* ``interrupted``: the batch was stopped while the task ran (``task_id`` set; a rerun resumes it)
+  or before the job started (a rerun runs it);
 * ``ambiguous``: the submit may have been accepted but its answer was lost, so the task id is
   unknown; check the provider before rerunning with ``--resubmit-ambiguous``;
 * ``skipped``: not submitted because ``--max-cost`` was reached (a rerun submits it);
@@ -23,21 +28,33 @@ tasks cost (rounded to 6 decimals, like ``credits``: no float residue), in the p
 unit (``cost_unit``: APIMart ``currency``, EvoLink ``credits``); ``attempts`` counts the tasks
 created for the job (failed tasks resubmitted included). API keys are never written.
 
-During a run lines are appended as jobs finish (a crash leaves a valid, partial file); at the end
-the file is replaced atomically by the complete list in batch-file order.
+**Order.** Rows are appended, each flushed, in the order jobs end, not in file order (``line``
+gives the file order: ``jq -s 'sort_by(.line)[]'``): first the lines that cannot run, then the
+jobs as they end (a job the journal finished in an earlier run as soon as the batch reaches it,
+the others when their task has ended and their videos are saved), and, if the batch stops
+early (Ctrl-C, an error), last the jobs it did not finish. A run killed outright leaves a valid
+file of the rows so far; the next run writes the file anew, one row per line.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from attrs import asdict, frozen
 
-__all__ = ["ResultRecord", "ResultsFile", "billing_unit", "clean_amount", "format_spend"]
+__all__ = [
+    "ResultCounts",
+    "ResultRecord",
+    "ResultsFile",
+    "billing_unit",
+    "clean_amount",
+    "format_spend",
+    "summary_word",
+]
 
 _CREDIT_BILLED = frozenset({"evolink"})
 
@@ -108,7 +125,7 @@ class ResultRecord:
 
 
 class ResultsFile:
-    """Appends records as they come and rewrites the whole file at the end."""
+    """Appends records as jobs end, each line flushed (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -128,18 +145,64 @@ class ResultsFile:
         self._out.flush()
 
     def close(self) -> None:
-        """Close the append stream."""
+        """Close the file, its lines on disk (fsync)."""
         if self._out is not None:
-            self._out.close()
-            self._out = None
+            out, self._out = self._out, None
+            try:
+                out.flush()
+                os.fsync(out.fileno())
+            finally:
+                out.close()
 
-    def rewrite(self, records: Iterable[ResultRecord]) -> None:
-        """Replace the file atomically with ``records`` sorted by line number."""
-        self.close()
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as out:
-            for record in sorted(records, key=lambda r: r.line):
-                out.write(record.to_json() + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+
+class ResultCounts:
+    """What the summary needs from the rows, as counters (never the rows themselves): rows per
+    summary word, spend per provider (in total and this run), whether every row is ok."""
+
+    WORDS = (
+        "ok",
+        "failed",
+        "expired",
+        "ambiguous",
+        "skipped",
+        "invalid",
+        "conflict",
+        "interrupted",
+    )
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.words: dict[str, int] = {}
+        self.spent: dict[str, float] = {}
+        self.spent_this_run: dict[str, float] = {}
+        self.all_ok = True
+
+    def add(self, record: ResultRecord) -> None:
+        """Count one row."""
+        self.rows += 1
+        word = "ok" if record.ok else summary_word(record.status)
+        self.words[word] = self.words.get(word, 0) + 1
+        self.all_ok = self.all_ok and record.ok
+        if record.cost and record.provider:
+            provider = record.provider
+            self.spent[provider] = self.spent.get(provider, 0.0) + record.cost
+            if not record.from_journal:
+                spent = self.spent_this_run
+                spent[provider] = spent.get(provider, 0.0) + record.cost
+
+    def line(self, total: int) -> str:
+        """``3 ok, 1 failed, 1 invalid`` for ``total`` rows (those never written count as
+        interrupted)."""
+        counts = dict(self.words)
+        if total > self.rows:
+            counts["interrupted"] = counts.get("interrupted", 0) + total - self.rows
+        return ", ".join(
+            f"{counts.get(w, 0)} {w}" for w in self.WORDS if counts.get(w) or w == "ok"
+        )
+
+
+def summary_word(status: str) -> str:
+    """The summary's word for a row that is not ok."""
+    if status in ("expired", "ambiguous", "skipped", "invalid", "conflict", "interrupted"):
+        return status
+    return "failed"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -27,7 +27,7 @@ from .._http.download import download_video, video_paths
 from .._models import Task
 from ..errors import DownloadError
 
-__all__ = ["VideoFiles", "VideoNaming", "video_stems"]
+__all__ = ["StemTable", "VideoFiles", "VideoNaming", "video_stems"]
 
 VideoNaming = Literal["key", "task"]
 
@@ -56,15 +56,19 @@ def _hashed(stem: str, key: str) -> str:
     return f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:_HASH_CHARS]}"
 
 
+def _base_stem(key: str) -> str:
+    """A key's stem before clashes are looked at: the key itself when it is a safe file name,
+    else the key made safe with its hash added."""
+    stem = _safe(key)
+    if stem.split(".", 1)[0].casefold() in _RESERVED:  # with any extension
+        stem = "_" + stem
+    return stem if stem == key else _hashed(stem, key)
+
+
 def video_stems(keys: Iterable[str]) -> dict[str, str]:
     """The file stem of each key's videos (see the module docstring); unique, even ignoring
     case, and the same for a key whatever the order of the keys."""
-    stems: dict[str, str] = {}
-    for key in keys:
-        stem = _safe(key)
-        if stem.split(".", 1)[0].casefold() in _RESERVED:  # with any extension
-            stem = "_" + stem
-        stems[key] = stem if stem == key else _hashed(stem, key)
+    stems = {key: _base_stem(key) for key in keys}
     while True:
         groups: dict[str, list[str]] = {}
         for key, stem in stems.items():
@@ -76,19 +80,90 @@ def video_stems(keys: Iterable[str]) -> dict[str, str]:
             stems[key] = _hashed(stems[key], key)
 
 
+class StemTable:
+    """The stems :func:`video_stems` gives, for keys read from a file once, without keeping
+    every key: :meth:`add` each key (a first read of the file), then :meth:`finish` (given a
+    way to read again the few keys whose stems clash), then :meth:`stem`.
+
+    While keys are added it holds the case-folded stem of each (a set of strings), but for keys
+    made of ASCII digits (lines keyed by their number), which never clash; after
+    :meth:`finish` only the stems of the keys in a clash (usually none)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] | None = set()
+        self._clashing: set[str] = set()
+        self._settled: dict[str, str] = {}
+
+    def add(self, key: str) -> None:
+        """Count ``key`` (each key of the batch, once)."""
+        if self._seen is None:
+            raise RuntimeError("StemTable.add after finish")
+        if key.isascii() and key.isdigit():
+            # its own stem, which no other key's stem can be (only "N" folds to "N", and a
+            # hashed stem has a "-"): a line keyed by its number costs nothing here
+            return
+        folded = _base_stem(key).casefold()
+        if folded == key:
+            folded = key  # one string for both (the caller holds the key anyway)
+        if folded in self._seen:
+            self._clashing.add(folded)
+        else:
+            self._seen.add(folded)
+
+    def finish(self, find: Callable[[set[str]], Iterable[str]]) -> None:
+        """Settle the clashes as :func:`video_stems` does. ``find(folded)`` gives every key
+        whose case-folded first stem (``_base_stem``) is in ``folded``; it is called only when
+        there are clashes, with their stems."""
+        seen, self._seen = self._seen, None
+        if seen is None or not self._clashing:
+            return
+        stems = {key: _base_stem(key) for key in find(self._clashing)}
+        taken = {stem.casefold() for stem in stems.values()}  # first stems of the keys here
+        while True:
+            # a stem given in the last round may be another key's first stem: that key joins
+            hits = {
+                folded
+                for folded in (stem.casefold() for stem in stems.values())
+                if folded in seen and folded not in taken
+            }
+            if hits:
+                for key in find(hits):
+                    stems.setdefault(key, _base_stem(key))
+                    taken.add(_base_stem(key).casefold())
+            groups: dict[str, list[str]] = {}
+            for key, stem in stems.items():
+                groups.setdefault(stem.casefold(), []).append(key)
+            clashes = [key for group in groups.values() if len(group) > 1 for key in group]
+            if not clashes:
+                break
+            for key in clashes:
+                stems[key] = _hashed(stems[key], key)
+        self._settled = {key: stem for key, stem in stems.items() if stem != _base_stem(key)}
+
+    def stem(self, key: str) -> str:
+        """The stem of ``key``'s videos."""
+        return self._settled.get(key) or _base_stem(key)
+
+
 class VideoFiles:
     """The videos of one batch: their paths, and their download to those paths."""
 
-    def __init__(self, folder: Path, naming: VideoNaming, keys: Iterable[str]) -> None:
+    def __init__(
+        self, folder: Path, naming: VideoNaming, keys: Iterable[str] | StemTable = ()
+    ) -> None:
         self.folder = folder
         self.naming = naming
-        self._stems = video_stems(keys) if naming == "key" else {}
+        if isinstance(keys, StemTable):
+            self._stem: Callable[[str], str] = keys.stem
+        else:
+            stems = video_stems(keys) if naming == "key" else {}
+            self._stem = stems.__getitem__
 
     def paths(self, key: str, task: Task) -> list[Path]:
         """Where the videos of ``task``, the task of job ``key``, are saved."""
         if self.naming == "task":
             return video_paths(task, self.folder)
-        stem, count = self._stems[key], len(task.videos)
+        stem, count = self._stem(key), len(task.videos)
         if count == 1:
             return [self.folder / f"{stem}.mp4"]
         return [self.folder / f"{stem}+{i}.mp4" for i in range(count)]

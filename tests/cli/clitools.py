@@ -83,10 +83,12 @@ def write_jobs(path: Path, lines: Sequence[dict[str, Any] | str]) -> Path:
     return path
 
 
-def read_results(out: Path) -> list[dict[str, Any]]:
-    """The lines of ``OUT/results.jsonl``."""
+def read_results(out: Path, *, by_line: bool = True) -> list[dict[str, Any]]:
+    """The rows of ``OUT/results.jsonl``, sorted by line (the file lists them as jobs end);
+    ``by_line=False``: in file order."""
     text = (out / "results.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return sorted(rows, key=lambda row: row["line"]) if by_line else rows
 
 
 class SimProcess:

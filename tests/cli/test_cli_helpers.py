@@ -12,11 +12,17 @@ import pytest
 
 from omnivid import Task, TaskError, TaskStatus
 from omnivid.batch._outcome import BatchStats
-from omnivid.cli._batch_run import _cap_line
+from omnivid.cli._batch_rows import _cap_line
 from omnivid.cli._env import Endpoint, parse_base_urls, real_endpoints
 from omnivid.cli._jobs import UsageError
 from omnivid.cli._progress import BatchDisplay, format_duration
-from omnivid.cli._results import ResultRecord, ResultsFile, clean_amount, format_spend
+from omnivid.cli._results import (
+    ResultCounts,
+    ResultRecord,
+    ResultsFile,
+    clean_amount,
+    format_spend,
+)
 from omnivid.cli._tasks import _task_text
 from omnivid.errors import ConfigurationError
 
@@ -63,19 +69,44 @@ def test_endpoint_from_environment_hides_key() -> None:
     assert "sk-hidden" not in repr(endpoint)
 
 
-def test_results_rewrite_sorts_by_line(tmp_path: Path) -> None:
-    """The final results file lists jobs in batch-file order, one JSON object per line."""
-    results = ResultsFile(tmp_path / "results.jsonl")
+def test_results_stream_in_the_order_jobs_end(tmp_path: Path) -> None:
+    """Rows are appended as jobs end (not sorted), one JSON object per line, each flushed, so
+    the file is complete and valid at every moment; a new run starts it over."""
+    path = tmp_path / "results.jsonl"
+    results = ResultsFile(path)
     results.open()
     second = ResultRecord(key="b", line=2, status="failed", ok=False, error="task failed")
     first = ResultRecord(key="a", line=1, status="completed", ok=True, videos=("v/a.mp4",))
     results.append(second)
+    assert [json.loads(x)["key"] for x in path.read_text().splitlines()] == ["b"]
     results.append(first)
-    results.rewrite([second, first])
-    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert [r["key"] for r in rows] == ["a", "b"]
-    assert rows[0]["videos"] == ["v/a.mp4"]
-    assert rows[1]["error"] == "task failed"
+    results.close()
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [r["key"] for r in rows] == ["b", "a"]
+    assert rows[1]["videos"] == ["v/a.mp4"]
+    assert rows[0]["error"] == "task failed"
+    results.open()
+    results.close()
+    assert path.read_text() == ""
+
+
+def test_result_counts_make_the_summary() -> None:
+    """The summary's counts and spend come from counters, not from rows kept in memory."""
+    counts = ResultCounts()
+    for record in (
+        ResultRecord(key="a", line=1, status="completed", ok=True, provider="apimart", cost=0.4),
+        ResultRecord(key="b", line=2, status="expired", ok=False, provider="apimart", cost=0.4),
+        ResultRecord(
+            key="c", line=3, status="completed", ok=True, provider="apimart", cost=0.4,
+            from_journal=True,
+        ),
+        ResultRecord(key="d", line=4, status="invalid", ok=False),
+    ):  # fmt: skip
+        counts.add(record)
+    assert counts.line(5) == "2 ok, 1 expired, 1 invalid, 1 interrupted"
+    assert counts.spent == {"apimart": pytest.approx(1.2)}
+    assert counts.spent_this_run == {"apimart": pytest.approx(0.8)}
+    assert not counts.all_ok
 
 
 def test_spend_per_provider_with_units() -> None:

@@ -105,6 +105,31 @@ def test_duplicate_key_is_an_error() -> None:
     assert parsed.errors[0].message == "key 'a' is already used on line 1"
 
 
+@pytest.mark.parametrize(
+    ("items", "error"),
+    [
+        # an explicit key written as a keyless line's number meets that line's key
+        ([EXT, {**EXT, "key": "1"}], (2, "key '1' is already used on line 1")),
+        ([EXT, {**EXT, "key": 1}], (2, "key '1' is already used on line 1")),
+        # a keyless line meets an earlier explicit key equal to its number
+        ([{**EXT, "key": "2"}, EXT], (2, "key '2' is already used on line 1")),
+        # "01" is not the key "1"; a line that is not JSON claims no key
+        ([EXT, {**EXT, "key": "01"}], None),
+        (["{not json", {**EXT, "key": "1"}], (1, "not valid JSON")),
+    ],
+)
+def test_line_numbers_and_explicit_keys_meet(
+    items: list[object], error: tuple[int, str] | None
+) -> None:
+    """Keys of keyless lines (their numbers) and explicit keys share one namespace."""
+    parsed = parse_jobs(lines(*items))
+    if error is None:
+        assert not parsed.errors and len(parsed.jobs) == 2
+    else:
+        (only,) = parsed.errors
+        assert only.line == error[0] and only.message.startswith(error[1])
+
+
 def test_wrong_type_for_images_is_an_error() -> None:
     """``images`` must be a string or a list of strings."""
     parsed = parse_jobs(lines({**R2V, "images": 5}))

@@ -9,7 +9,7 @@ import pytest
 from clitools import read_results, run_cli, write_jobs
 
 from omnivid import Task, TaskStatus, Video
-from omnivid.cli._videos import VideoFiles, video_stems
+from omnivid.cli._videos import StemTable, VideoFiles, _base_stem, _hashed, video_stems
 
 HOSTILE = [
     "a/b",
@@ -69,6 +69,47 @@ def test_a_changed_key_gets_a_hash_of_the_raw_key() -> None:
 def test_names_do_not_depend_on_order() -> None:
     """The same keys in another order (a rerun of an edited file) keep their names."""
     assert video_stems(HOSTILE) == video_stems(reversed(HOSTILE))
+
+
+def table_of(keys: list[str]) -> StemTable:
+    """A StemTable fed ``keys`` once, re-reading them as a batch file would for clashes."""
+    table = StemTable()
+    for key in keys:
+        table.add(key)
+    reads: list[set[str]] = []
+
+    def find(folded: set[str]) -> list[str]:
+        reads.append(set(folded))
+        return [key for key in keys if _base_stem(key).casefold() in folded]
+
+    table.finish(find)
+    table.reads = reads  # type: ignore[attr-defined]
+    return table
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        HOSTILE,
+        list(reversed(HOSTILE)),
+        ["rainy-street", "shot_01", "v1.2"],
+        # "Cat" and "cat" clash; the literal key "cat-<hash of cat>" clashes in the next round
+        ["Cat", "cat", _hashed("cat", "cat"), "CAT-x"],
+        ["a/b", "a\\b", "a_b", "a b", "A_B"],
+    ],
+)
+def test_stem_table_gives_the_stems_of_video_stems(keys: list[str]) -> None:
+    """Reading the keys once (plus the few in a clash again) gives exactly video_stems."""
+    table = table_of(keys)
+    assert {key: table.stem(key) for key in keys} == video_stems(keys)
+
+
+def test_stem_table_reads_again_only_on_a_clash() -> None:
+    """Without a clash the keys are never read again; with one, only those keys' stems."""
+    assert table_of(["a", "b", "c/d"]).reads == []  # type: ignore[attr-defined]
+    table = table_of(["a", "B", "b"])
+    assert table.reads == [{"b"}]  # type: ignore[attr-defined]
+    assert table.stem("a") == "a" and table.stem("b") != table.stem("B")
 
 
 def test_several_videos_are_numbered_apart_from_other_keys(tmp_path: Path) -> None:

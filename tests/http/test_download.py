@@ -3,12 +3,15 @@ file saved whole is returned again), never overwriting another file unless asked
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from wirehelp import Recorder
+from wirehelp import Recorder, Reply, Scripted
 
 import omnivid
 from omnivid import errors
@@ -308,3 +311,81 @@ async def test_invalid_result_url_is_a_download_error(
     )
     with pytest.raises(errors.DownloadError, match="cannot download"):
         await apimart.download(task, tmp_path)
+
+
+@pytest.mark.anyio
+async def test_an_expired_url_is_a_typed_error_with_the_task_id(
+    sim: Simulator, apimart: omnivid.AsyncClient, tmp_path: Path
+) -> None:
+    """The simulator's 403 ``url_expired`` is a DownloadExpiredError naming the task, the URL
+    and the status (still a DownloadError); no file is left behind."""
+    task = await finished(apimart)
+    sim.advance(sim.config.url_ttl + 60)
+    with pytest.raises(errors.DownloadExpiredError) as caught:
+        await apimart.download(task, tmp_path)
+    err = caught.value
+    assert isinstance(err, errors.DownloadError)
+    assert (err.task_id, err.url, err.status) == (task.id, task.video_urls[0], 403)
+    assert err.expires_at == task.videos[0].expires_at
+    assert "(the URL has expired)" in str(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def cdn_task(url: str, expires_in: float | None) -> omnivid.Task:
+    """A completed task whose one video is at ``url``, expiring ``expires_in`` seconds from
+    now (None: no lifetime given)."""
+    expires = None if expires_in is None else datetime.now(UTC) + timedelta(seconds=expires_in)
+    return omnivid.Task(
+        id="task_cdn",
+        provider="apimart",
+        status=omnivid.TaskStatus.COMPLETED,
+        videos=(omnivid.Video(url=url, expires_at=expires),),
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("status", "body", "expires_in", "expired"),
+    [
+        (410, "", 3600.0, True),  # Gone: always
+        (403, "", None, True),  # no lifetime given: a 403 is taken as expiry
+        (403, "", -10.0, True),  # the lifetime is over
+        (403, "<Message>Request has expired</Message>", 3600.0, True),  # the answer says so
+        (403, "<Code>AccessDenied</Code>", 3600.0, False),  # an hour left: another refusal
+        (404, "", 3600.0, False),
+        (404, "", -10.0, True),  # any 4xx once the lifetime is over
+        (500, "", -10.0, False),
+    ],
+)
+async def test_which_answers_mean_an_expired_url(
+    scripted: Scripted,
+    recorder: Recorder,
+    tmp_path: Path,
+    status: int,
+    body: str,
+    expires_in: float | None,
+    expired: bool,
+) -> None:
+    """410, or a 403 unless the lifetime is still well ahead and the answer does not say it
+    expired, or any 4xx past the lifetime: DownloadExpiredError; others a plain DownloadError."""
+    scripted.queue(Reply(status, body))
+    task = cdn_task(f"{scripted.url}/files/x.mp4", expires_in)
+    with pytest.raises(errors.DownloadError) as caught:
+        await download_task(recorder.session, task, tmp_path)
+    assert isinstance(caught.value, errors.DownloadExpiredError) is expired
+    assert f"HTTP {status}" in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_the_sidecar_digest_is_the_files_after_a_resume(
+    make_client: MakeClient, recorder: Recorder, tmp_path: Path
+) -> None:
+    """The SHA-256 the sidecar records (hashed while streaming, or read back after a resume)
+    is the saved file's."""
+    async with make_client("apimart", session=recorder.session) as client:
+        whole = await finished(client, "pear")
+        cut = await finished(client, "plum [[fault:truncate-download]]")
+        paths = [*await client.download(whole, tmp_path), *await client.download(cut, tmp_path)]
+    for path in paths:
+        record = json.loads(sidecar_path(path).read_text())
+        assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
