@@ -15,9 +15,11 @@ BENCHMARKS = {
     "b2": "b2_polling",
     "b3": "b3_rate_limit",
     "b4": "b4_scale",
+    "b4-cli": "b4_cli",
     "b5": "b5_journal",
     "b5pg": "b5_postgres",
     "b6": "b6_recovery",
+    "b7": "b7_expiry",
     "b8": "b8_scale_out",
 }
 

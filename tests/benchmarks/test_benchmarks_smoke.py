@@ -85,6 +85,32 @@ def test_b4_reports_peak_rss_per_size(tmp_path: Path) -> None:
         assert 10 < r["peak_rss_mb"] < 1000
 
 
+def test_b4_cli_reports_peak_rss_and_one_row_per_line(tmp_path: Path) -> None:
+    """B4-cli runs ``omnivid batch`` per size in a child process: its peak RSS, and exactly
+    one row per line of the batch file."""
+    result = run_quick("b4-cli", tmp_path)
+    runs = result["data"]["runs"]
+    assert [r["lines"] for r in runs] == result["params"]["sizes"]
+    for r in runs:
+        assert r["exit"] == 0
+        assert r["rows"] == r["distinct_lines"] == r["ok"] == r["lines"] == r["server_submits"]
+        assert 10 < r["peak_rss_mb"] < 1000
+
+
+def test_b7_runs_both_contenders_and_counts_expired_results(tmp_path: Path) -> None:
+    """B7 runs the command line and the naive loop over the same jobs with short-lived URLs,
+    counting what each saved and lost, with the CLI's download backlog over time."""
+    result = run_quick("b7", tmp_path)
+    jobs = result["params"]["jobs"]
+    runs = result["data"]["runs"]
+    assert set(runs) == {"omnivid batch", "map + 4 downloads"}
+    for r in runs.values():
+        assert r["jobs"] == jobs == r["server_submits"]
+        assert r["saved"] + r["expired"] + r["failed"] == jobs
+        assert r["samples"]
+    assert runs["omnivid batch"]["exit"] in (0, 1)
+
+
 def test_b5_compares_with_and_without_journal(tmp_path: Path) -> None:
     """B5 runs omnivid with and without a journal and reports the cost."""
     result = run_quick("b5", tmp_path)
@@ -106,7 +132,7 @@ def test_unknown_benchmark_is_refused() -> None:
     """``python -m benchmarks`` names the valid choices when given an unknown one."""
     proc = _python("benchmarks", "b9")
     assert proc.returncode == 2
-    assert "b1, b2, b3, b4, b5" in proc.stderr
+    assert "choose from b1, b2, b3, b4, b4-cli, b5" in proc.stderr
 
 
 @pytest.mark.parametrize(("q", "expected"), [(0.0, 1.0), (0.5, 2.5), (0.95, 3.85), (1.0, 4.0)])
