@@ -277,6 +277,9 @@ class PostgresJournal(Money, Reads):
     async def renew(self) -> set[str]:
         """Renew every lease this worker holds (one ``UPDATE``); the keys found lost (another
         worker claimed them since)."""
+        # only the leases held before the statement: a claim answered while it runs is not in
+        # its snapshot, and a lease released meanwhile is no longer this worker's to keep
+        held = {key: self._tokens.get(key) for key in self._leased}
         rows = await self._db.fetch(
             "renewing leases",
             "UPDATE omnivid_jobs SET lease_until = now() + %(lease)s WHERE batch = %(batch)s "
@@ -284,7 +287,11 @@ class PostgresJournal(Money, Reads):
             {"batch": self.batch, "worker": self.worker, "lease": self._interval},
         )
         kept = {str(k): int(t) for k, t in rows}
-        lost = {k for k in self._leased if kept.get(k) != self._tokens.get(k)}
+        lost = {
+            key
+            for key, token in held.items()
+            if key in self._leased and self._tokens.get(key) == token and kept.get(key) != token
+        }
         for key in lost:
             self._lose(key, "renewal found another worker's claim")
         return lost

@@ -13,7 +13,7 @@ from pghelp import as_url
 from omnivid.testing import Simulator
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "docs"))
-from test_readme import RUNNER, block_with, user_env  # noqa: E402
+from test_readme import RUNNER, block_with, user_env
 
 pytestmark = pytest.mark.anyio
 

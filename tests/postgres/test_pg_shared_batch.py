@@ -264,3 +264,22 @@ async def test_a_database_gone_mid_run_stops_the_submits(
             await journal.aclose()
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+async def test_a_claim_answered_during_a_renewal_is_not_lost(open_journal: OpenJournal) -> None:
+    """Claims made while a renewal is on the wire are not in its snapshot: none of them is
+    taken for a lease lost (one worker alone never loses a lease)."""
+    journal = await open_journal(pool_size=4)
+    reqs = dict(jobs(40))
+    await journal.claim("k0", reqs["k0"], provider="apimart")
+    lost: set[str] = set()
+    async with anyio.create_task_group() as tg:
+
+        async def renew() -> None:
+            for _ in range(10):
+                lost.update(await journal.renew())
+
+        tg.start_soon(renew)
+        for key in list(reqs)[1:]:
+            assert (await journal.claim(key, reqs[key], provider="apimart")).status == "claimed"
+    assert lost == set() and journal.lost == frozenset()

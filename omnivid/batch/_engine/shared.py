@@ -176,8 +176,8 @@ class Sharing(Submitting):
                 if row is not None and row.entry.terminal:
                     self._release_held(key, row=row)
                     period = first
-                elif row is None or not row.live:
-                    job = self._release_held(key)
+                elif row is None or not row.live or row.worker == self._shared.worker:
+                    job = self._release_held(key)  # (its lease is free, or this worker's)
                     if job is not None:
                         self._dispatch(self._reclaim, job)
                     period = first
