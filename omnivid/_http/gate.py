@@ -476,9 +476,9 @@ class AccountGate:
         span = now - self._storm_at if self._storm_at is not None else 0.0
         span -= max(0.0, closed - self.burst)  # a pause counts only while the bucket refills
         oks, self._oks, self._storm_at, self._storm_closed = self._oks, 0, now, closed_now
-        if self._shared is not None:  # what this worker saw, scaled to the whole account
+        if self._shared is not None:  # the whole account's sends, from the shared state
             self._scale = self._shared.share()
-            oks = round(oks * self._scale)
+            oks = self._shared.sent_since_mark()
             self._shared.mark()
         if first and self._first_send is not None and oks >= _MIN_OKS:
             self._first_estimate = oks / (now - self._first_send + self.burst)
@@ -528,6 +528,8 @@ class AccountGate:
 
     def _cut_to(self, limit: float, *, provisional: bool) -> None:
         """Policy "recover": the limit is ``limit``; settle under it."""
+        if self._shared is not None:  # no doubling probes: every worker would compound them
+            provisional = False
         self._limit = limit
         self._provisional = provisional
         self._rate = self._bounded(self.settle * limit)

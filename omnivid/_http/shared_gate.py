@@ -11,11 +11,15 @@ With a shared state (``AccountGate.share``), every request of the account, in ev
   ``_RECHECK`` seconds reads the state again before sending: a 429 another worker got meanwhile
   closes the account for it too (it sleeps the rest and books again);
 * **a 429 closes the account for all** (``close_until``), pushed at once by a background task;
-* **the adaptive rate** is still computed by each worker's gate, from what it saw scaled to the
-  account (``share``: the account's slots booked per slot this worker booked, since the last
-  storm), and pushed to the state: at once after a cut, with compare-and-set (``expect``) when
-  it grows, so a stale grower never undoes another worker's cut. A worker adopts the rate and
-  known limit another worker pushed at its next booking (the state's ``version`` moved).
+* **the adaptive rate** is still computed by each worker's gate, from the account's slots
+  booked since the last storm (every worker's: the estimate of the server's limit) and what it
+  saw scaled to the account (``share``: the account's slots per slot of this worker, for its
+  observed rate), and pushed to the state: at once after a cut, with compare-and-set
+  (``expect``) when it grows, so a stale grower never undoes another worker's cut. A worker
+  adopts the rate and known limit another worker pushed at its next booking (the state's
+  ``version`` moved). A shared gate never probes by doubling above a first estimate (each
+  worker would compound the others' probes): every estimate is taken as the limit, and the
+  rate creeps above it linearly, each worker growing it by its share of the time.
 
 If the state cannot be reached, the booking raises (``DatabaseUnavailableError``): the request
 is not sent. There is no per-process fallback.
@@ -160,6 +164,10 @@ class SharedPacing:
         sent, booked = self._mark
         mine = self.booked - booked
         return max(1.0, (self.sent - sent) / mine) if mine > 0 else 1.0
+
+    def sent_since_mark(self) -> int:
+        """The account's slots booked (by every worker) since the last storm."""
+        return self.sent - self._mark[0]
 
     def mark(self) -> None:
         """A storm: the next :meth:`share` counts from here."""
