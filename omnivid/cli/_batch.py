@@ -37,6 +37,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from ..journal import is_database_url
 from ..providers import list_providers
 from ._batch_run import BatchCommand, BatchRun
 from ._common import time_scale
@@ -60,7 +61,9 @@ async def batch(args: argparse.Namespace) -> int:
         sim_seed=args.sim_seed,
         resubmit_ambiguous=args.resubmit_ambiguous,
         strict=args.strict,
-        journal=Path(args.journal) if args.journal else None,
+        journal=Path(args.journal) if args.journal and not is_database_url(args.journal) else None,
+        journal_url=args.journal if is_database_url(args.journal) else None,
+        batch=args.batch,
         base_urls=tuple(args.base_url),
         time_scale=time_scale(args),
         progress=args.progress,
@@ -91,6 +94,13 @@ async def run_batch(
     if index.invalid and command.strict:
         raise UsageError(
             f"{index.invalid} bad line(s) in {command.jobs}; nothing was run (--strict)"
+        )
+    if command.batch is not None and command.journal_url is None:
+        raise UsageError("--batch names a batch of a shared journal: --journal postgresql://...")
+    if command.simulate and command.journal_url is not None:
+        raise UsageError(
+            "--simulate runs a simulator inside this process, which other workers cannot "
+            "reach: run one for all (omnivid sim), then give each worker --base-url"
         )
     providers = index.providers
     budgets = parse_max_cost(command.max_cost, providers)

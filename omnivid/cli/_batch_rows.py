@@ -127,7 +127,7 @@ def summary(
 
 
 def interrupted_report(
-    running: Mapping[str, tuple[str, str]], unanswered: Sequence[str], journal: Path
+    running: Mapping[str, tuple[str, str]], unanswered: Sequence[str], journal: Path | str
 ) -> str:
     """After Ctrl-C: the tasks left running (key -> task id, provider), the submits cut off,
     and how to resume."""

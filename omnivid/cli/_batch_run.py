@@ -9,6 +9,7 @@ It holds state only for the jobs it is running: those pulled by a ``map`` and wi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -32,7 +33,6 @@ from ..errors import (
     OmnividError,
     PermissionDeniedError,
 )
-from ..journal._sqlite import Journal
 from ._batch_rows import interrupted_report, interrupted_row, invalid_row, job_row, summary
 from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, client_for
 from ._downloads import DownloadQueue
@@ -47,6 +47,13 @@ from ._results import (
     billing_unit,
 )
 from ._saving import EXPIRED_NOTE, expiry, lifetime, save_fresh
+from ._shared_batch import (
+    RunJournal,
+    close_run_journal,
+    journal_label,
+    open_run_journal,
+    ran_elsewhere,
+)
 from ._videos import VideoFiles, VideoNaming
 
 __all__ = ["BatchCommand", "BatchRun"]
@@ -75,6 +82,8 @@ class BatchCommand:
     resubmit_ambiguous: bool = False
     strict: bool = False
     journal: Path | None = None
+    journal_url: str | None = None  # a shared (PostgreSQL) journal: see _shared_batch
+    batch: str | None = None
     base_urls: tuple[str, ...] = ()
     time_scale: float = 1.0
     progress: ProgressMode = "auto"
@@ -133,10 +142,10 @@ class BatchRun:
         )
         self.display = BatchDisplay(index.rows, mode=command.progress)
         self.display.saving = lambda: self.downloads.backlog
-        self._journal: Journal | None = None
+        self._journal: RunJournal | None = None
 
     @property
-    def journal(self) -> Journal:
+    def journal(self) -> RunJournal:
         """The open journal."""
         assert self._journal is not None
         return self._journal
@@ -144,18 +153,18 @@ class BatchRun:
     async def run(self, endpoints: Mapping[str, Endpoint]) -> int:
         """Run every provider's jobs concurrently; write results; print the summary."""
         out = self.command.out
-        for folder in (out, self.command.journal_path.parent):
+        shared = self.command.journal_url
+        for folder in (out,) if shared else (out, self.command.journal_path.parent):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise UsageError(f"cannot create {folder}: {exc.strerror or exc}") from None
-        lock = _lock(self.command.journal_path)
-        try:
-            self._journal = Journal.open(self.command.journal_path)
-        except BaseException:
-            if lock is not None:
-                lock.close()
-            raise
+        self._journal, lock = await open_run_journal(
+            shared or self.command.journal_path,
+            jobs=self.command.jobs,
+            batch=self.command.batch,
+            lock=_lock,
+        )
         try:
             self.results.open()
             self.readers = {name: self.index.reader(name) for name in endpoints}
@@ -170,7 +179,10 @@ class BatchRun:
             for reader in self.readers.values():
                 reader.close()
             self.results.close()
-            self.journal.close()
+            closing = close_run_journal(self.journal)
+            if closing is not None:  # a shared journal's last records (lost if it is gone)
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await closing
             if lock is not None:
                 lock.close()
             if self.interrupted:
@@ -244,6 +256,11 @@ class BatchRun:
         if not outcome.ok or task is None:  # a stop's cause is printed once, in the summary
             stop = isinstance(outcome.error, _STOPS) and task is None
             self._finish(job_row(job, outcome), show=not stop)
+            return
+        if ran_elsewhere(outcome, self.journal):  # another worker's: its videos are its own
+            entry = self.journal.get(key)
+            saved = [str(p) for p in entry.downloads] if entry is not None else []
+            self._finish(job_row(job, outcome, videos=saved))
             return
         if outcome.from_journal:  # finished in an earlier run: saved, expired or to fetch
             entry = self.journal.get(key)
@@ -379,7 +396,9 @@ class BatchRun:
     # -- reporting ---------------------------------------------------------------------------
     def _report_interrupted(self) -> None:
         text = interrupted_report(
-            self.left_running, self.left_unanswered, self.command.journal_path
+            self.left_running,
+            self.left_unanswered,
+            journal_label(self.command.journal_url or self.command.journal_path),
         )
         print(text, file=sys.stderr, flush=True)
 

@@ -23,6 +23,7 @@ from ._generate import generate
 from ._jobs import UsageError
 from ._list_models import models
 from ._parser import build_parser
+from ._results_cmd import results
 from ._sim import sim
 from ._tasks import download, status
 
@@ -57,6 +58,7 @@ def _run(args_list: list[str]) -> int:
         "generate": generate,
         "status": status,
         "download": download,
+        "results": results,
     }.get(args.command)
     with _logging(getattr(args, "verbose", False)):
         try:

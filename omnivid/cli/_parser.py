@@ -158,7 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="stop before running anything if a line is bad"
     )
     batch.add_argument(
-        "--journal", metavar="PATH", help="journal file (default DIR/journal.sqlite)"
+        "--journal",
+        metavar="PATH|URL",
+        help="journal file (default DIR/journal.sqlite), or a postgresql:// URL: a batch shared "
+        "by every process running it, on any host (see --batch)",
+    )
+    batch.add_argument(
+        "--batch",
+        metavar="NAME",
+        default=None,
+        help="with --journal postgresql://...: the shared batch's name (default: the jobs "
+        "file's name without its extension)",
     )
     batch.add_argument(
         "--max-downloads",
@@ -228,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--provider", choices=providers, required=True)
     download.add_argument("--out", required=True, metavar="DIR")
     download.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+    results = sub.add_parser(
+        "results",
+        parents=[common],
+        help="print a shared batch's results (PostgreSQL journal)",
+        description="Print one JSON line per job of a batch shared through PostgreSQL, with the "
+        "fields of results.jsonl (line is null), at any time, from anywhere.",
+    )
+    results.add_argument("--journal", required=True, metavar="URL", help="postgresql://...")
+    results.add_argument("--batch", required=True, metavar="NAME", help="the batch's name")
 
     models = sub.add_parser(
         "models", help="list providers, models and their rules", description="List models."

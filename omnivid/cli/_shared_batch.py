@@ -17,12 +17,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import IO, Protocol, cast
+from urllib.parse import urlsplit, urlunsplit
 
 from ..batch._outcome import Outcome
 from ..journal import JournalBackend, SharedJournal, connect_journal, is_database_url
 from ..journal._sqlite import Journal
 
-__all__ = ["RunJournal", "batch_name", "close_run_journal", "open_run_journal", "ran_elsewhere"]
+__all__ = [
+    "RunJournal",
+    "batch_name",
+    "close_run_journal",
+    "journal_label",
+    "open_run_journal",
+    "ran_elsewhere",
+]
 
 
 class RunJournal(JournalBackend, Protocol):
@@ -31,6 +39,18 @@ class RunJournal(JournalBackend, Protocol):
     def record_download(self, key: str | int, paths: Sequence[str]) -> None:
         """Record the files a job's videos were saved to."""
         ...
+
+
+def journal_label(journal: str | Path) -> str:
+    """The journal as messages name it: a URL without its password."""
+    if not is_database_url(journal):
+        return str(journal)
+    parts = urlsplit(str(journal))
+    if parts.password is None:
+        return str(journal)
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def batch_name(jobs: Path, batch: str | None) -> str:
