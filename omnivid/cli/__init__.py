@@ -4,11 +4,12 @@ Commands::
 
     omnivid batch JOBS.jsonl --out DIR [--provider P] [--max-in-flight N] [--max-cost X]
                   [--max-downloads N] [--simulate] [--resubmit-ambiguous] [--strict]
-                  [--video-names key|task]
+                  [--video-names key|task] [--journal PATH|postgresql://...] [--batch NAME]
     omnivid generate PROMPT --model M [--image PATH_OR_URL]... [--video ...] [--duration D]
                   --out DIR [--simulate]
     omnivid status TASK_ID --provider P [--json]
     omnivid download TASK_ID --provider P --out DIR [--overwrite]
+    omnivid results --journal postgresql://... --batch NAME   (a shared batch's rows)
     omnivid models [--json]
     omnivid sim [simulator options]            (see ``omnivid sim --help``)
 
@@ -23,6 +24,7 @@ in-process simulator instead, with no key at all.
 Modules: ``_main`` (the entry point), ``_parser`` (every command's arguments), one module per
 command (``_batch`` with ``_batch_run``, ``_batch_rows``, ``_jobindex`` (the jobs file read
 twice, never held), ``_downloads`` (the download queue) and ``_saving`` (expired URLs);
+``_shared_batch`` (a batch shared through PostgreSQL); ``_results_cmd`` for results,
 ``_generate``, ``_tasks`` for status and download, ``_list_models``, ``_sim``), and what they
 share: ``_common`` (exit statuses, the client), ``_env`` (endpoints and keys), ``_jobs`` (the
 jobs file's lines), ``_progress`` (the display), ``_results`` (results.jsonl) and ``_videos``
