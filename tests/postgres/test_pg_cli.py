@@ -94,7 +94,7 @@ def test_a_bad_database_is_one_line_and_exit_2(url: str, says: str, tmp_path: Pa
          "--base-url", "apimart=http://127.0.0.1:9/apimart", "--progress", "quiet"],
     ):  # fmt: skip
         proc = omnivid(*args)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
         assert proc.returncode == 2, (args, err)
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and says in lines[0], err

@@ -101,3 +101,28 @@ async def test_no_request_without_the_database(sim: Simulator, pg_url: str) -> N
         with pytest.raises(DatabaseUnavailableError):
             await a.get(task.id)
         assert sim.stats.polls == polls
+
+
+async def test_gate_tables_of_schema_1_are_migrated(fresh_url: str) -> None:
+    """A database of schema 1 (no slot count) is brought to schema 2 on first use."""
+    import psycopg
+
+    state = await PostgresGateState.open(fresh_url)
+    await state.aclose()
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE omnivid_gates DROP COLUMN sent")
+        conn.execute("UPDATE omnivid_meta SET value = '1' WHERE name = 'schema'")
+    state = await PostgresGateState.open(fresh_url)
+    try:
+        assert (await state.book("acct-migrated", 10.0)).sent == 1
+    finally:
+        await state.aclose()
+    with psycopg.connect(fresh_url) as conn:
+        row = conn.execute("SELECT value FROM omnivid_meta WHERE name = 'schema'").fetchone()
+    assert row == ("2",)
+
+
+def test_the_sqlite_journal_points_a_url_to_the_shared_one() -> None:
+    """Journal.open with a postgresql:// URL says how to open a PostgreSQL journal."""
+    with pytest.raises(omnivid.errors.ConfigurationError, match="batch=NAME"):
+        omnivid.Journal.open("postgresql://postgres@127.0.0.1/x")
