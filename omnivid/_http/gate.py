@@ -46,18 +46,19 @@ Once ``L`` is known, a storm is one of::
     burst      its request was among the first n <= max(1, 0.5 * L * min(P, burst)) sent
                after the gate reopened from a pause of P seconds (a server near L refilled
                about L * min(P, burst) requests meanwhile: its bucket is not dry after n)
-    estimate   L provisional, E known (not a burst): L = E,  r' = settle * E; L is
-               confirmed when E and the previous L agree within a factor `spread`
+    estimate   L provisional, not a burst, E >= at_limit * L: L = max(L, E), r' = settle * L;
+               L is confirmed when E and the previous L agree within a factor `spread`
     failed     s > L (s: requests sent in the last second: more than the known limit):
     probe          E >= at_limit * L (the server let through about L):
                        L = max(L, min(E, s)), provisional again if E > spread * L
-                   otherwise L stays;   r' = settle * L
+                   otherwise L stays (confirmed if there was no E);   r' = settle * L
     noise      anything else (a 429 within the known limit): ignored
     dropped    bursts and noise that keep coming: the last `confirm` of them each gave an
                estimate, all below at_limit * L and within a factor `spread` of each other
                (L = the lowest, confirmed); or they followed each other for `patience`
                seconds, each within `calm` seconds of sending after the previous cooldown
-               (L = decrease * min(r, L), provisional); r' = settle * L
+               (G = L, the last limit that worked; L = decrease * min(r, L), provisional);
+               r' = settle * L
 
 Only a failed probe or a drop cuts, so a storm of random 429s costs its cooldowns, not the
 rate. Growth, per second of binding (dt between successes, at most 50 ms each)::
@@ -68,8 +69,9 @@ rate. Growth, per second of binding (dt between successes, at most 50 ms each)::
                  each new one): a rate that doubles faster than answers come back would send
                  the whole window before the first 429 can stop it
     restore      L known, r < settle * L:  r = min(settle * L, r * 2 ** (dt / restore))
-    probe        `calm` seconds after the last storm, L provisional: r = r * 2 ** (dt / restore)
-                 (find the limit); otherwise: r = r + slope * dt,  slope = max(increase, probe * L)
+    probe        L provisional: r = r * 2 ** (dt / restore) (find the limit), up to
+                 settle * G if there is a G (restored: L = G, confirmed); otherwise, after
+                 `calm` seconds of sending since the last storm: r = r + probe * L * dt
     always       min_rate <= r <= max_rate
 
 A first estimate may come from random 429s (it then reads low), so it is provisional: the rate
@@ -188,6 +190,7 @@ class AccountGate:
         self._srtt: float | None = None  # the mean round trip (during the slow start)
         self._limit: float | None = None  # L (policy "recover")
         self._provisional = False  # L is a first estimate, not yet shown by a failed probe
+        self._good: float | None = None  # (provisional L) the last L that worked: restore to it
         self._ignored: deque[float | None] = deque(maxlen=confirm)  # their estimates
         self._quiet_since: float | None = None  # ignored storms in a row since then
         self._ramping = rate is None and adaptive and policy == "recover" and bool(start_rate)
@@ -293,7 +296,7 @@ class AccountGate:
         if isinstance(limit, int | float) and limit > 0:
             self._limit = float(limit)
             self._provisional = bool(state.get("provisional", True))
-            self._slope = max(self.increase, self.probe * self._limit)
+            self._slope = self.probe * self._limit
         self._ramping = bool(state.get("ramping", False)) and self._ramping
         self._rate = self._bounded(rate) if rate is not None else None
 
@@ -458,10 +461,13 @@ class AccountGate:
                 return
         elif limit is not None and rate < self.settle * limit:
             rate = min(self.settle * limit, rate * 2.0 ** (dt / self.restore))
-        elif now - self._last_cut < self.calm:
-            return  # no probing right after a storm
-        elif self._provisional:
+        elif self._provisional:  # find the limit (or restore the last good one)
             rate *= 2.0 ** (dt / self.restore)
+            if self._good is not None and rate >= self.settle * self._good:
+                rate, self._limit, self._provisional = self.settle * self._good, self._good, False
+                self._good = None
+        elif now - max(self._last_cut, self._closed_until) < self.calm:
+            return  # no slow probe right after a storm
         else:
             rate += self._slope * dt
         self._rate = min(rate, self.max_rate) if self.max_rate else rate
@@ -499,16 +505,16 @@ class AccountGate:
         # (shared: this worker's sends since the reopening, scaled to the account's)
         burst = seq is not None and (seq - self._reopen_seq) * self._scale <= max(1.0, refilled)
         sent = 0.0 if burst else self.observed_rate(now)
-        if not burst and self._provisional and estimate is not None:
-            # every estimate moves a provisional limit
-            self._cut_to(estimate, provisional=not self._agree(estimate, limit))
+        if not burst and self._provisional and estimate and estimate >= self.at_limit * limit:
+            # the server let through about L or more: confirmed if about L
+            self._cut_to(max(limit, estimate), provisional=not self._agree(estimate, limit))
             return
         if sent > limit:  # a failed probe: the server let through less than was sent
             if estimate is not None and estimate >= self.at_limit * limit:
                 higher = estimate > self.spread * limit
                 self._cut_to(max(limit, min(estimate, sent)), provisional=higher)
-            else:  # no (consistent) estimate: back under the known limit
-                self._cut_to(limit, provisional=self._provisional)
+            else:  # back under L; stopped too soon for an estimate: L holds
+                self._cut_to(limit, provisional=self._provisional and estimate is not None)
             return
         self.ignored += 1
         if self._quiet_since is None or now - self._closed_until >= self.calm:
@@ -523,17 +529,17 @@ class AccountGate:
         )
         if consistent:
             self._cut_to(min(known), provisional=False)
-        elif now - self._quiet_since >= self.patience:
-            self._cut_to(self.decrease * min(rate or limit, limit), provisional=True)
+        elif now - self._quiet_since >= self.patience:  # the last limit that worked: good
+            good = self._good if self._provisional else limit
+            self._cut_to(self.decrease * min(rate or limit, limit), provisional=True, good=good)
 
-    def _cut_to(self, limit: float, *, provisional: bool) -> None:
+    def _cut_to(self, limit: float, *, provisional: bool, good: float | None = None) -> None:
         """Policy "recover": the limit is ``limit``; settle under it."""
         if self._shared is not None:  # no doubling probes: every worker would compound them
             provisional = False
-        self._limit = limit
-        self._provisional = provisional
+        self._limit, self._provisional, self._good = limit, provisional, good
         self._rate = self._bounded(self.settle * limit)
-        self._slope = max(self.increase, self.probe * limit)
+        self._slope = self.probe * limit
         self._ignored.clear()
         self._quiet_since = None
         self._grown_at = None
