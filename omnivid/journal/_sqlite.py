@@ -134,14 +134,9 @@ class Journal:
         *,
         durability: Literal["normal", "full"] = "normal",
     ) -> Journal:
-        """Open (creating if needed) the journal at ``path``, and its folder. A
-        ``postgresql://`` URL is a ``ConfigurationError`` saying how to open it."""
-        if isinstance(path, str) and path.lower().startswith(("postgresql://", "postgres://")):
-            raise ConfigurationError(
-                "Journal.open is the SQLite journal: a PostgreSQL journal is "
-                "client.map(journal=URL, batch=NAME), or `await "
-                "omnivid.journal.PostgresJournal.open(URL, batch=NAME)`"
-            )
+        """Open (creating if needed) the journal at ``path``, and its folder."""
+        if str(path).lower().startswith(("postgresql://", "postgres://")):
+            raise ConfigurationError("a PostgreSQL journal: client.map(journal=URL, batch=NAME)")
         if durability not in ("normal", "full"):
             raise ConfigurationError(f"durability={durability!r}: must be 'normal' or 'full'")
         target = Path(path)
