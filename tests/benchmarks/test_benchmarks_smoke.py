@@ -67,12 +67,36 @@ def test_b2_measures_polls_and_delays_for_each_poller(tmp_path: Path) -> None:
 
 
 def test_b3_semaphore_loop_hits_the_server_limit(tmp_path: Path) -> None:
-    """B3 runs both server modes for all three contenders; the semaphore-only loop draws 429s."""
+    """B3 runs both server modes for all three contenders; the semaphore-only loop draws 429s;
+    the small batch's first run is measured under both gate policies."""
     result = run_quick("b3", tmp_path)
+    first = result["data"].pop("first_run")
     assert len(result["data"]) == 6
     for name, figures in result["data"].items():
         assert figures["answers"] > 0, name
     assert result["data"]["semaphore only / no Retry-After"]["server_429s"] > 0
+    assert set(first) == {
+        f"{policy} / {mode}"
+        for policy in ("aimd", "recover")
+        for mode in ("Retry-After: 1", "no Retry-After")
+    }
+    for figures in first.values():
+        assert figures["completed"] == figures["jobs"]
+        assert 0 <= figures["share_429"] < 1 and figures["answers"] >= 2 * figures["jobs"]
+
+
+def test_b6_runs_every_contender_through_every_scenario(tmp_path: Path) -> None:
+    """B6 runs the two gate policies and the semaphore loop calm, in a storm and under 1%
+    random 429s, each finishing every job; the storm really draws 429s."""
+    result = run_quick("b6", tmp_path)
+    data = result["data"]
+    runs = {k: v for k, v in data.items() if " / " in k}
+    assert len(runs) == 9
+    for name, figures in runs.items():
+        assert figures["completed"] == result["params"]["jobs"], name
+    assert runs["semaphore only / storm"]["server_429s"] > 0
+    assert runs["omnivid map, recover / 1% 429s"]["rate_kept"] > 0
+    assert data["storm_over_calm"] > 0
 
 
 def test_b4_reports_peak_rss_per_size(tmp_path: Path) -> None:
