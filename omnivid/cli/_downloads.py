@@ -5,7 +5,8 @@ is lost if its download waits too long. :class:`DownloadQueue` keeps that from h
 while the batch runs:
 
 * **Soonest-expiring first.** Waiting downloads sit in a heap ordered by their URLs' expiry
-  (``Video.expires_at``; one without comes last), then by arrival.
+  (``Video.expires_at``, else completion + 24 hours; one with neither comes last), then by
+  arrival.
 * **Concurrency follows the backlog** (downloads waiting or running), between ``floor`` and
   ``ceiling``::
 

@@ -16,6 +16,7 @@ costs one request per expired job and is there for a provider that signs its URL
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -25,7 +26,7 @@ from .._models import Task
 from ..errors import DownloadExpiredError, OmnividError
 from ._videos import VideoFiles
 
-__all__ = ["EXPIRED_NOTE", "expiry", "fresher", "lifetime", "save_fresh"]
+__all__ = ["ASSUMED_LIFETIME", "EXPIRED_NOTE", "expiry", "fresher", "lifetime", "save_fresh"]
 
 log = logging.getLogger("omnivid")
 
@@ -33,11 +34,21 @@ EXPIRED_NOTE = "result URL expired before it was saved"
 """How the journal's note on a job whose URL expired begins (see the module docstring)."""
 
 
+ASSUMED_LIFETIME = timedelta(hours=24)
+"""A result URL's lifetime when the provider gives no ``expires_at``: EvoLink's documented 24
+hours (APIMart's ``expires_at`` is about a day after completion too)."""
+
+
 def expiry(task: Task) -> float | None:
-    """When the first of ``task``'s URLs expires, in the provider's unix seconds (None when it
-    gives no lifetime): the order of the download queue."""
+    """When the first of ``task``'s URLs expires, in the provider's unix seconds: the order of
+    the download queue. Without ``expires_at``, completion + :data:`ASSUMED_LIFETIME` (None
+    when the completion time is unknown too)."""
     ends = [video.expires_at for video in task.videos if video.expires_at is not None]
-    return min(ends).timestamp() if ends else None
+    if ends:
+        return min(ends).timestamp()
+    if task.completed_at is not None:
+        return (task.completed_at + ASSUMED_LIFETIME).timestamp()
+    return None
 
 
 def lifetime(task: Task, time_scale: float) -> float | None:

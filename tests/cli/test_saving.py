@@ -104,7 +104,8 @@ async def test_a_fresh_url_is_tried_once() -> None:
 
 
 def test_expiry_and_lifetime() -> None:
-    """Order by the first URL to expire; lifetime is from completion, scaled to real seconds."""
+    """Order by the first URL to expire (without expires_at: completion + 24 h); lifetime is
+    from completion, scaled to real seconds (unknown without expires_at)."""
     two = omnivid.Task(
         id="t2",
         provider="evolink",
@@ -117,4 +118,6 @@ def test_expiry_and_lifetime() -> None:
     assert expiry(two) == (T0 + timedelta(hours=12)).timestamp()
     assert lifetime(two, 1.0) == 12 * 3600
     assert lifetime(two, 0.001) == pytest.approx(43.2)
-    assert expiry(task(expires=None)) is None and lifetime(task(expires=None), 1.0) is None
+    no_lifetime = task(expires=None)  # completed at T0 - 24 h: assumed to live 24 hours
+    assert expiry(no_lifetime) == T0.timestamp() and lifetime(no_lifetime, 1.0) is None
+    assert expiry(omnivid.Task(id="t3", provider="apimart")) is None
