@@ -1,4 +1,4 @@
-"""``python -m benchmarks [b1 b2 b3 b4 b5 b6] [--quick] [--json PATH] [--markdown PATH]``."""
+"""``python -m benchmarks [NAME ...] [--quick] [--json PATH] [--markdown PATH]`` (names below)."""
 
 from __future__ import annotations
 
