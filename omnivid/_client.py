@@ -56,7 +56,9 @@ class AsyncClient:
     ``EVOLINK_API_KEY``); ``base_url`` to ``OMNIVID_APIMART_BASE_URL`` /
     ``OMNIVID_EVOLINK_BASE_URL``, then to the provider's public URL (a malformed one is a
     ``ConfigurationError`` naming where it came from). ``rate_limit`` (requests/s) starts the
-    account's rate limiter; without it omnivid sends as fast as allowed until the first 429.
+    account's rate limiter; without it omnivid starts slowly (50 requests/s, doubling every two
+    round trips, unlimited past 1,000/s) until the first 429, or from a rate learnt on an
+    earlier run: ``client.gate.resume_from(rate)``, ``client.gate.learned_rate``.
     ``time_scale`` scales every wait (polls, cooldowns), for simulators that run faster than
     real time.
 
