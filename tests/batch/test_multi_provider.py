@@ -343,7 +343,10 @@ async def test_leaving_the_block_cancels_every_account(sim: Simulator) -> None:
             assert _batch_tasks()
         assert _batch_tasks() == []
         assert first.key == "quick" and first.ok and outcomes.done
-        assert set(outcomes.abandoned.values()) == set(sim.stats.tasks) - {first.task_id}
+        known = {t for t in outcomes.abandoned.values() if t is not None}
+        unanswered = sum(t is None for t in outcomes.abandoned.values())  # POSTs cut off
+        others = set(sim.stats.tasks) - {first.task_id}
+        assert known <= others and len(others - known) <= unanswered  # every task accounted
         by = outcomes.abandoned_by_provider
         assert 2 <= len(by["apimart"]) <= 3 and len(by["evolink"]) == 3
         assert all(sim.task_status(t) in ("pending", "processing") for t in by["evolink"].values())
