@@ -87,6 +87,13 @@ class _BatchBase(abc.ABC):
         """Stop the batch: no more submits or polls (running tasks are in ``abandoned``)."""
         self._engine.cancel()
 
+    def discard(self) -> None:
+        """Close the streams of a batch that will not run (its task was cancelled before it
+        entered ``async with``); a batch that ran closes its own."""
+        if self._state == "new":
+            self._state = "closed"
+            self._engine.close_streams()
+
     # -- outcomes ----------------------------------------------------------------------------
     def __aiter__(self) -> AsyncIterator[Outcome]:
         if self._state == "entered":

@@ -206,6 +206,7 @@ class MultiMapRun:
         self._runs: dict[str, MapRun] = {}
         self._sends: dict[str, MemoryObjectSendStream[Item]] = {}
         self._receive: MemoryObjectReceiveStream[Outcome] | None = None
+        self._inboxes: list[MemoryObjectReceiveStream[Item]] = []
         self._tg: anyio.abc.TaskGroup | None = None  # hosts `_run`; closed by __aexit__
         self._scope: anyio.CancelScope | None = None  # `_run`'s, which `cancel()` cancels
         self._cancelled = False
@@ -247,6 +248,7 @@ class MultiMapRun:
                 if buffer is None:
                     buffer = max(8, min(options.max_in_flight, 64))
                 self._sends[name], inbox = anyio.create_memory_object_stream[Item](buffer)
+                self._inboxes.append(inbox)
                 self._runs[name] = MapRun(client, Inbox(inbox), options)
             self._tg = tg = await open_task_group()
         except BaseException:
@@ -268,6 +270,10 @@ class MultiMapRun:
         finally:
             if self._receive is not None:
                 self._receive.close()
+            for inbox in self._inboxes:
+                inbox.close()  # (an account's batch cancelled before it read its inbox)
+            for run in self._runs.values():
+                run.discard()  # (cancelled before it entered)
             self._close_journal()
             self._events.close()
             self._done.set()

@@ -81,6 +81,10 @@ class EngineState:
 
     def __del__(self) -> None:
         # a batch made but never run (or dropped) must not leave its streams open
+        self.close_streams()
+
+    def close_streams(self) -> None:
+        """Close the outcome streams (idempotent)."""
         for stream in (getattr(self, "_send", None), getattr(self, "receive", None)):
             if stream is not None:
                 stream.close()
