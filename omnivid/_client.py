@@ -58,7 +58,8 @@ class AsyncClient:
     ``ConfigurationError`` naming where it came from). ``rate_limit`` (requests/s) starts the
     account's rate limiter; without it omnivid starts slowly (50 requests/s, doubling every two
     round trips, unlimited past 1,000/s) until the first 429, or from a rate learnt on an
-    earlier run: ``client.gate.resume_from(rate)``, ``client.gate.learned_rate``.
+    earlier run: ``client.gate.resume_from(rate)``, ``client.gate.learned_rate``;
+    ``slow_start=False`` sends at once instead (for tests that time their first requests).
     ``time_scale`` scales every wait (polls, cooldowns), for simulators that run faster than
     real time.
 
@@ -80,6 +81,7 @@ class AsyncClient:
         max_connections: int = 100,
         rate_limit: float | None = None,
         adaptive_rate: bool = True,
+        slow_start: bool = True,
         time_scale: float = 1.0,
         allow_private_callbacks: bool = False,
         callbacks: CallbackReceiver | None = None,
@@ -118,7 +120,10 @@ class AsyncClient:
             else (poll or PollPolicy())
         )
         self.max_connections = max_connections
-        self.gate = AccountGate(rate=rate_limit, adaptive=adaptive_rate, time_scale=time_scale)
+        ramp: dict[str, Any] = {} if slow_start else {"start_rate": None}
+        self.gate = AccountGate(
+            rate=rate_limit, adaptive=adaptive_rate, time_scale=time_scale, **ramp
+        )
         self.check_options = CheckOptions(allow_private_callbacks=allow_private_callbacks)
         self._session = session
         self._owns_session = session is None

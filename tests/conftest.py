@@ -41,6 +41,7 @@ def sim_client(sim: Simulator, provider: str, **options: Any) -> omnivid.AsyncCl
         "base_url": sim.base_url(provider),
         "retry": fast_retry(),
         "time_scale": SIM_TIME_SCALE,
+        "slow_start": False,  # these tests time their first requests
         "allow_private_callbacks": True,
     }
     settings.update(options)

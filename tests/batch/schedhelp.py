@@ -35,6 +35,7 @@ def client(sim: Simulator, provider: str = "apimart", **options: Any) -> omnivid
         "base_url": sim.base_url(provider),
         "retry": fast_retry(),
         "time_scale": SCALE,
+        "slow_start": False,  # these tests time their first requests
         "allow_private_callbacks": True,
     }
     settings.update(options)

@@ -123,3 +123,11 @@ def test_client_repr_is_short() -> None:
     """repr shows provider and base URL only."""
     client = omnivid.AsyncClient("apimart", api_key="k", base_url="http://h:1")
     assert repr(client) == "<AsyncClient provider='apimart' base_url='http://h:1'>"
+
+
+def test_slow_start_is_on_unless_turned_off() -> None:
+    """Without a rate the gate starts slowly; slow_start=False sends at once."""
+    slow = omnivid.AsyncClient("apimart", api_key="k")
+    fast = omnivid.AsyncClient("apimart", api_key="k", slow_start=False)
+    assert slow.gate.ramping and slow.gate.rate is not None
+    assert not fast.gate.ramping and fast.gate.rate is None

@@ -18,6 +18,7 @@ def client(sim: Simulator, provider: str = "apimart", **options: Any) -> omnivid
         "base_url": sim.base_url(provider),
         "retry": omnivid.RetryPolicy(base_delay=0.001, max_delay=0.005, retry_after_cap=2.0),
         "time_scale": 0.001,
+        "slow_start": False,  # these tests time their first requests
     }
     settings.update(options)
     return omnivid.AsyncClient(provider, **settings)
