@@ -27,6 +27,7 @@ from ._base import (
     JournalEntry,
     JournalState,
     LeaseLostError,
+    RateMemory,
     SharedJournal,
     Spending,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "JournalState",
     "LeaseLostError",
     "PostgresJournal",
+    "RateMemory",
     "SharedJournal",
     "Spending",
     "connect_journal",

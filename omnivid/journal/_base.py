@@ -47,6 +47,7 @@ __all__ = [
     "JournalEntry",
     "JournalState",
     "LeaseLostError",
+    "RateMemory",
     "SharedJournal",
     "Spending",
     "TaskForm",
@@ -373,4 +374,18 @@ class SharedJournal(JournalBackend, Protocol):
 
     async def aclose(self) -> None:
         """Commit what is pending and close."""
+        ...
+
+
+@runtime_checkable
+class RateMemory(Protocol):
+    """A journal that remembers the rate learnt for each account (``AccountGate.learned_rate``),
+    so that a rerun starts there instead of finding the limit again with 429s."""
+
+    def learned_rate(self, account: str) -> float | None:
+        """The rate remembered for ``account`` (requests/s), or None."""
+        ...
+
+    def remember_rate(self, account: str, rate: float) -> None:
+        """Remember ``rate`` for ``account`` (replacing what was kept)."""
         ...

@@ -1,11 +1,6 @@
 """A durable SQLite journal of batch jobs, so a batch can stop at any moment and resume.
 
-One row per job key. Its ``state`` moves::
-
-    intent ──> submitted ──> completed | failed | cancelled
-      │  ^          │
-      │  └──────────┘ (a failed task resubmitted: a new intent, the old task id kept)
-      └──> not_submitted   (never reached the provider: budget, invalid, refused)
+One row per job key; its ``state`` moves as drawn in :mod:`._base`.
 
 * ``intent`` is committed **before** the submit's POST: the request, its fingerprint, the
   provider. A row left in ``intent`` means the submit's answer is unknown (the process died,
@@ -66,6 +61,7 @@ from .._models import Task, VideoRequest, converter
 from ..errors import ConfigurationError
 from ._base import OPEN_STATES, TERMINAL_STATES, JournalEntry, JournalState, Spending
 from ._group_commit import GroupCommit, Statement
+from ._rates import SqliteRates
 
 __all__ = ["TERMINAL_STATES", "Journal", "JournalEntry", "JournalState", "Statement"]
 
@@ -112,7 +108,7 @@ _MIGRATIONS = {
 }
 
 
-class Journal:
+class Journal(SqliteRates):
     """The SQLite journal (see the module docstring). Open with :meth:`Journal.open`.
 
     Safe to share between the batches of one process (for example one per provider) and

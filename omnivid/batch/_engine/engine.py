@@ -102,7 +102,7 @@ from ...errors import (
     OmnividError,
     ValidationError,
 )
-from ...journal import SharedJournal, connect_journal
+from ...journal import RateMemory, SharedJournal, connect_journal
 from .._client import BatchClient
 from .._job import BatchOptions, Job
 from .._journal_link import JournalLink
@@ -234,6 +234,10 @@ class Engine(Feeding):
         # the cap covers every run of the journal: count what the earlier ones spent and hold
         spending = self._journal.spending()
         self.budget.load(spending.spent, spending.reserved)
+        if isinstance(journal, RateMemory):  # start from the rate an earlier run learnt
+            rate = journal.learned_rate(self.client.account)
+            if rate is not None and rate > 0:
+                self.client.gate.resume_from(rate)
 
     async def _open_shared(self, journal: SharedJournal, owned: bool) -> None:
         """A journal many workers share: claims, one budget per batch (see :mod:`.shared`)."""
@@ -270,6 +274,11 @@ class Engine(Feeding):
                     await pacing.aclose()
             except Exception as exc:
                 log.warning("the batch's last budget records were not committed: %s", exc)
+            journal = getattr(self._journal, "journal", None)
+            learned = self.client.gate.learned_rate
+            if isinstance(journal, RateMemory) and learned is not None:
+                with contextlib.suppress(Exception):  # a memory, not a record: never fail here
+                    journal.remember_rate(self.client.account, learned)
             try:
                 await self._journal.aclose()
             except Exception as exc:  # lost records cost a poll on a rerun, never a submit
