@@ -74,10 +74,12 @@ class Money:
 
     batch: str
 
+    _db: Database  # (set by the journal)
+
     @property
     def db(self) -> Database:
-        """The database (provided by the journal)."""
-        raise NotImplementedError
+        """The journal's database."""
+        return self._db
 
     async def reserve(self, amount: float, cap: float | None, *, key: str | None = None) -> bool:
         """Reserve ``amount`` if ``spent + reserved + amount <= cap`` over every worker (no cap:

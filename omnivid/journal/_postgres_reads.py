@@ -23,10 +23,12 @@ class Reads:
     batch: str
     _cache: dict[str, JournalEntry]
 
+    _db: Database  # (set by the journal)
+
     @property
     def db(self) -> Database:
-        """The database (provided by the journal)."""
-        raise NotImplementedError
+        """The journal's database."""
+        return self._db
 
     async def refresh(self) -> None:
         """Read every row of the batch into the cache."""
