@@ -102,12 +102,16 @@ class Budget:
                     limit,
                 )
                 break
-            self._waiting += 1
-            try:
-                await self._changed.wait()
-            finally:
-                self._waiting -= 1
+            await self._wait_for_change()
         return False
+
+    async def _wait_for_change(self) -> None:
+        """Wait until a reservation or a spending changes (``_notify``)."""
+        self._waiting += 1
+        try:
+            await self._changed.wait()
+        finally:
+            self._waiting -= 1
 
     def adjust(self, old: float, new: float, *, key: str | None = None) -> None:
         """A reservation changed from ``old`` to ``new`` (the provider reported its figure)."""

@@ -94,11 +94,7 @@ class SharedBudget(Budget):
                     limit,
                 )
                 break
-            self._waiting += 1
-            try:
-                await self._changed.wait()
-            finally:
-                self._waiting -= 1
+            await self._wait_for_change()
         return False
 
     def adjust(self, old: float, new: float, *, key: str | None = None) -> None:
