@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from wirehelp import recorder, scripted, seed  # fixtures for the core and http tests
+from wirehelp import clock, recorder, scripted, seed  # fixtures for the core and http tests
 
 import omnivid
 
 if TYPE_CHECKING:
     from omnivid.testing import Simulator
 
-__all__ = ["recorder", "scripted", "seed"]
+__all__ = ["clock", "recorder", "scripted", "seed"]
 
 SIM_TIME_SCALE = 0.001
 """Real seconds per simulated second, for the simulator and the clients alike."""

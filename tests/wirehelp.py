@@ -22,6 +22,8 @@ import attrs
 import pytest
 from aiohttp import web
 
+from omnivid._aio import clock as _clock
+
 SEEDS = Path(__file__).resolve().parent / "fixtures" / "seeds"
 
 
@@ -133,3 +135,22 @@ async def scripted() -> AsyncIterator[Scripted]:
         yield server
     finally:
         await runner.cleanup()
+
+
+class Clock:
+    """A settable stand-in for omnivid's loop clock; tests move ``now`` by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Freeze omnivid's loop clock (``omnivid._aio.clock.now``) at 1000 s, for the gate's
+    synchronous bookkeeping."""
+    c = Clock()
+    monkeypatch.setattr(_clock, "now", c)
+    return c

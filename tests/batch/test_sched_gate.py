@@ -6,27 +6,9 @@ import random
 
 import anyio
 import pytest
+from wirehelp import Clock
 
-from omnivid._aio import clock as _clock
 from omnivid._http.gate import AccountGate
-
-
-class Clock:
-    """A settable stand-in for the loop clock (the gate's sync methods read it)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """Freeze the loop clock (omnivid._aio.clock.now) for the gate's synchronous bookkeeping."""
-    c = Clock()
-    monkeypatch.setattr(_clock, "now", c)
-    return c
 
 
 def test_retry_after_closes_the_gate(clock: Clock) -> None:

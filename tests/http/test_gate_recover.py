@@ -8,29 +8,11 @@ is answered at once; every request is taken to have waited for its slot, so the 
 from __future__ import annotations
 
 import pytest
+from wirehelp import Clock
 
-from omnivid._aio import clock as _clock
 from omnivid._http.gate import AccountGate
 
 RETRY_AFTER = 0.5
-
-
-class Clock:
-    """A settable stand-in for the loop clock."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """Freeze omnivid's loop clock at 1000 s; tests move it by hand."""
-    c = Clock()
-    monkeypatch.setattr(_clock, "now", c)
-    return c
 
 
 def send(gate: AccountGate, clock: Clock, status: int = 200, *, rtt: float = 0.0) -> None:
