@@ -12,7 +12,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+import omnivid
 from omnivid.journal._postgres import PostgresJournal
+from omnivid.testing import Simulator
 
 OpenJournal = Callable[..., Awaitable[PostgresJournal]]
 """The ``open_journal`` fixture: opens a journal on the test's batch."""
@@ -67,3 +69,14 @@ def drop_database(url: str) -> None:
     name = conninfo_to_dict(url)["dbname"]
     with _admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def client(sim: Simulator) -> omnivid.AsyncClient:
+    """An unopened client on ``sim`` (its time scale, millisecond retries)."""
+    return omnivid.AsyncClient(
+        "apimart",
+        api_key=sim.api_key,
+        base_url=sim.base_url("apimart"),
+        retry=omnivid.RetryPolicy(base_delay=0.001, max_delay=0.005, retry_after_cap=2.0),
+        time_scale=0.001,
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from pghelp import OpenJournal
+from pghelp import OpenJournal, client
 
 import omnivid
 from omnivid import VideoRequest
@@ -17,17 +17,6 @@ from omnivid.testing import Simulator
 pytestmark = pytest.mark.anyio
 
 GEMINI = "gemini-omni-flash-preview"
-
-
-def client(sim: Simulator) -> omnivid.AsyncClient:
-    """An unopened client on ``sim`` (its time scale, millisecond retries)."""
-    return omnivid.AsyncClient(
-        "apimart",
-        api_key=sim.api_key,
-        base_url=sim.base_url("apimart"),
-        retry=omnivid.RetryPolicy(base_delay=0.001, max_delay=0.005, retry_after_cap=2.0),
-        time_scale=0.001,
-    )
 
 
 def jobs(n: int) -> list[tuple[str, VideoRequest]]:
