@@ -79,12 +79,12 @@ class RecoveryRun:
 
     @property
     def kept(self) -> float:
-        """Mean of min(rate, R) / R while the gate was open, after the first second."""
-        kept = [
-            min(rate, RATE) / RATE if rate is not None else 1.0
-            for t, rate, is_open in self.samples
-            if is_open and t >= RATE_WARMUP
-        ]
+        """Mean of min(rate, R) / R while the gate was open, after the first second (every
+        open sample in a run shorter than that, as with ``--quick``)."""
+        open_samples = [(t, rate) for t, rate, is_open in self.samples if is_open]
+        late = [rate for t, rate in open_samples if t >= RATE_WARMUP]
+        rates = late or [rate for _, rate in open_samples]
+        kept = [min(rate, RATE) / RATE if rate is not None else 1.0 for rate in rates]
         return sum(kept) / len(kept) if kept else float("nan")
 
     @property

@@ -89,7 +89,10 @@ def test_three_workers_one_killed_and_restarted(
             "SELECT key, state, task_ids, worker FROM omnivid_jobs WHERE batch = %s", (batch,)
         ).fetchall()
     recorded = {task_id for _, _, task_ids, _ in rows for task_id in task_ids}
-    assert set(stats["tasks"]) <= recorded  # no task id lost
+    # no task id lost: a task the journal lacks is a submit the kill cut off between the
+    # provider's answer and its record, and its job stays in intent (reported ambiguous)
+    intents = sum(state == "intent" for _, state, _, _ in rows)
+    assert len(set(stats["tasks"]) - recorded) <= intents
     assert len(rows) == JOBS and {state for _, state, _, _ in rows} <= {"completed", "intent"}
     assert {worker for *_, worker in rows} >= {"w2", "w3"}
     killed = [o for o in lines(outs["w1"]) if "key" in o]
