@@ -385,13 +385,12 @@ class AccountGate:
         """
         now = _clock.now()
         self.rate_limited += 1
-        cuts = self.cuts
         sent = _sent_at.get()
         mine = sent is not None and sent[0] is self
         new_storm = not mine or sent is None or sent[1] >= self._last_cut
         if new_storm:
             self._streak += 1
-            if self.adaptive:  # judged on the cooldown before this request, so before closing
+            if self.adaptive and self._shared is None:  # (shared: the account's storm)
                 self._storm(now, sent[2] if mine and sent is not None else None)
             self._last_cut = now
         if retry_after is not None:
@@ -409,10 +408,8 @@ class AccountGate:
             # every queued waiter re-books from the reopening at the (cut) rate; a booking kept
             # from before would run beside the new ones and exceed the rate
             self._rebook_from(self._closed_until)
-        if self._shared is not None:
-            self._shared.closed(pause)
-            if self.cuts != cuts:
-                self._shared.pushed(self, cut=True)
+        if self._shared is not None:  # the account's storm adapts the rate (SharedPacing)
+            self._shared.closed(self, pause, now - sent[1] if mine and sent is not None else None)
         for listener in tuple(self._listeners):
             listener(pause, retry_after)
         return pause
@@ -423,6 +420,8 @@ class AccountGate:
         if sent is None or sent[0] is not self or sent[1] >= self._last_cut:
             self._streak = 0
             self._oks += 1
+            if self._shared is not None:
+                self._shared.succeeded()
         elif self.policy == "aimd":
             self._oks += 1  # (it counted the successes of requests sent before the storm too)
         rate = self._rate
@@ -468,6 +467,8 @@ class AccountGate:
                 self._good = None
         elif now - max(self._last_cut, self._closed_until) < self.calm:
             return  # no slow probe right after a storm
+        elif self._shared is not None and now < self._shared.probe_after:
+            return
         else:
             rate += self._slope * dt
         self._rate = min(rate, self.max_rate) if self.max_rate else rate
@@ -482,10 +483,6 @@ class AccountGate:
         span = now - self._storm_at if self._storm_at is not None else 0.0
         span -= max(0.0, closed - self.burst)  # a pause counts only while the bucket refills
         oks, self._oks, self._storm_at, self._storm_closed = self._oks, 0, now, closed_now
-        if self._shared is not None:  # the whole account's sends, from the shared state
-            self._scale = self._shared.share()
-            oks = self._shared.sent_since_mark()
-            self._shared.mark()
         if first and self._first_send is not None and oks >= _MIN_OKS:
             self._first_estimate = oks / (now - self._first_send + self.burst)
         if span >= self.estimate_window and oks >= _MIN_OKS:

@@ -7,19 +7,45 @@ With a shared state (``AccountGate.share``), every request of the account, in ev
 
 * **books its slot in the shared state** (one round trip): the state spaces the account's
   slots ``1 / rate`` apart on *its* clock (the database's, so hosts' clocks never matter) and
-  after any cooldown; the worker sleeps the duration it answers. A worker that waited more than
+  after any cooldown; the worker sleeps the duration it answers. While the account is closed a
+  booking takes no slot: it answers the wait until the reopening, and the worker books then,
+  at the rate set meanwhile (slots booked during a cooldown at the rate before the storm's
+  estimate would hold the account to it long after). A worker that waited more than
   ``_RECHECK`` seconds reads the state again before sending: a 429 another worker got meanwhile
   closes the account for it too (it sleeps the rest and books again);
-* **a 429 closes the account for all** (``close_until``), pushed at once by a background task;
-* **the adaptive rate** is still computed by each worker's gate, from the account's slots
-  booked since the last storm (every worker's: the estimate of the server's limit) and what it
-  saw scaled to the account (``share``: the account's slots per slot of this worker, for its
-  observed rate), and pushed to the state: at once after a cut, with compare-and-set
-  (``expect``) when it grows, so a stale grower never undoes another worker's cut. A worker
-  adopts the rate and known limit another worker pushed at its next booking (the state's
-  ``version`` moved). A shared gate never probes by doubling above a first estimate (each
-  worker would compound the others' probes): every estimate is taken as the limit, and the
-  rate creeps above it linearly, each worker growing it by its share of the time.
+* **a 429 closes the account for all** (:meth:`SharedGate.storm`), at once by a background
+  task, which also learns whether it began a new **storm of the account** (the account was
+  open and the request left after the last storm began: what every worker's 429s in one storm
+  share). Only that worker adapts the rate, from what the state counted for the account since
+  the previous storm (every worker's answers other than 429, each reported with its next
+  booking or 429; timed by the state's clock). Answers to requests sent before the storm are
+  still being reported when it starts, so the count is read ``_LATE`` of the cooldown later
+  (:meth:`SharedGate.refine`, which also ends the count there); a gate that knows no limit
+  yet cuts at once on the count so far (a ramp must stop), then again on the late count::
+
+      T' = T - P + min(P, burst)    (T: seconds since the previous storm, P: its pause)
+      T' = T + burst                (no previous storm: since the account was first booked,
+                                     or again after being idle, with the server's bucket full)
+      E  = S / T'                   (S: the account's answers other than 429 in T; S >= 5)
+
+  the policy, with ``L`` the account's known limit (``at_limit``, ``spread``: the gate's)::
+
+      L unknown:          L = E (no E: r' = decrease * r)
+      E >= at_limit * L:  L = E   (the server let through about L: its limit, up or down)
+      otherwise:          ignored (a storm within the limit: random 429s), unless the last
+                          _CONFIRM storms all read below at_limit * L, within a factor
+                          ``spread``: then L = the highest of them
+      every cut:          r' = settle * L
+
+  and pushes rate and limit to the state (a cut at once, unconditionally; a growth now and
+  then with compare-and-set on ``version``, so a stale grower never undoes a cut). Every
+  worker adopts what another pushed at its next booking (the state's ``version`` moved).
+  Growth is the gate's (restore to ``settle * L``, then a slow linear probe), each worker
+  growing the rate by its share of the time (``share``: the account's answers per answer of
+  this worker). A probe above the limit costs a whole cooldown for every worker, so the slow
+  probe starts only ``P / _PROBE_COST`` seconds after a storm's cooldown P: at most about
+  ``_PROBE_COST`` of the time is lost to probes. A shared gate never probes by doubling (each
+  worker would compound the others' probes).
 
 If the state cannot be reached, the booking raises (``DatabaseUnavailableError``): the request
 is not sent. There is no per-process fallback.
@@ -29,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,13 +66,24 @@ from .._aio import clock as _clock
 if TYPE_CHECKING:
     from .gate import AccountGate
 
-__all__ = ["SharedBooking", "SharedGate", "SharedGateView", "SharedPacing", "account_name"]
+__all__ = [
+    "SharedBooking",
+    "SharedGate",
+    "SharedGateView",
+    "SharedPacing",
+    "SharedStorm",
+    "account_name",
+]
 
 log = logging.getLogger("omnivid")
 
 _RECHECK = 0.02  # seconds waited for a slot past which the state is read again before sending
 _PUSH_EVERY = 0.2  # seconds between two pushes of a grown rate
 _PUSH_CHANGE = 0.03  # a grown rate is pushed once it moved this much (relative)
+_PROBE_COST = 0.02  # the share of time a slow probe's failure may cost (see the docstring)
+_CONFIRM = 3  # storms in a row below the known limit that lower it
+_MIN_OKS = 5  # answers an estimate needs
+_LATE = 0.5  # the share of a storm's cooldown after which its late reports are in
 
 
 class SharedBooking(Protocol):
@@ -54,6 +92,11 @@ class SharedBooking(Protocol):
     @property
     def wait(self) -> float:
         """Seconds until the slot."""
+        ...
+
+    @property
+    def closed(self) -> bool:
+        """The account is closed: no slot was booked; ``wait`` is until it reopens."""
         ...
 
     @property
@@ -72,8 +115,48 @@ class SharedBooking(Protocol):
         ...
 
     @property
+    def oks(self) -> int:
+        """Answers other than 429 reported so far for the account, by every worker."""
+        ...
+
+    @property
     def adaptive(self) -> Mapping[str, Any]:
         """The adaptive limiter's state the workers share (``limit``, ``provisional``)."""
+        ...
+
+
+class SharedStorm(Protocol):
+    """A 429 as :meth:`SharedGate.storm` answers it."""
+
+    @property
+    def closed_for(self) -> float:
+        """Seconds until the account reopens."""
+        ...
+
+    @property
+    def new(self) -> bool:
+        """It began a new storm of the account (the account was open, and its request left
+        after the last storm began)."""
+        ...
+
+    @property
+    def oks(self) -> int:
+        """(new) The account's answers other than 429 since the previous storm or anchor."""
+        ...
+
+    @property
+    def span(self) -> float | None:
+        """(new) Seconds since the previous storm or anchor (None: unknown)."""
+        ...
+
+    @property
+    def pause(self) -> float | None:
+        """(new) Seconds the previous storm closed the account for (None: an anchor)."""
+        ...
+
+    @property
+    def at(self) -> object:
+        """(new) The storm's start, as :meth:`SharedGate.refine` takes it."""
         ...
 
 
@@ -89,12 +172,21 @@ class SharedGateView(Protocol):
 class SharedGate(Protocol):
     """An account limiter's state shared by workers (see the module docstring)."""
 
-    async def book(self, account: str, rate: float | None = None) -> SharedBooking:
-        """Book the account's next slot (``rate`` seeds an account without one)."""
+    async def book(self, account: str, rate: float | None = None, oks: int = 0) -> SharedBooking:
+        """Book the account's next slot (``rate`` seeds an account without one); ``oks``: the
+        caller's answers other than 429 since its last booking."""
         ...
 
-    async def close_until(self, account: str, seconds: float) -> float:
-        """Close the account for ``seconds`` (never shortening a cooldown)."""
+    async def storm(
+        self, account: str, seconds: float, sent_ago: float | None = None, oks: int = 0
+    ) -> SharedStorm:
+        """A 429: close the account for ``seconds`` (never shortening a cooldown); did it
+        begin a new storm (``sent_ago``: seconds since its request left)? ``oks``: the
+        caller's answers other than 429 not yet reported."""
+        ...
+
+    async def refine(self, account: str, at: object) -> int | None:
+        """The answers reported since the storm that began ``at`` (None: another began)."""
         ...
 
     async def set_rate(
@@ -130,19 +222,30 @@ class SharedPacing:
         self.account = account
         self.version = -1  # the state's version as last seen
         self.sent = 0  # the account's slots booked, as last seen
-        self.booked = 0  # of which this gate's
-        self._mark = (0, 0)  # (sent, booked) at the last storm
+        self.oks = 0  # the account's answers other than 429, as last seen
+        self.mine = 0  # of which this gate's (reported or not)
+        self._unreported = 0  # this gate's answers not yet added to the account's count
+        self._mark = (0, 0)  # (oks, mine) at the last storm
+        self._lows: deque[float] = deque(maxlen=_CONFIRM)  # estimates below the known limit
+        self.probe_after = float("-inf")  # no slow probe before (the gate's clock)
         self._pushed: float | None = None
         self._pushed_at = float("-inf")
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._refining: set[asyncio.Task[Any]] = set()
         self.error: BaseException | None = None  # the last background push's failure
 
     async def acquire(self, gate: AccountGate) -> None:
         """Wait for the account's next shared slot (see the module docstring)."""
         while True:
-            booking = await self.state.book(self.account, gate.rate)
-            self.booked += 1
-            self.sent = booking.sent
+            unreported, self._unreported = self._unreported, 0
+            try:
+                booking = await self.state.book(self.account, gate.rate, unreported)
+            except BaseException:
+                self._unreported += unreported
+                raise
+            if self.sent == 0:  # the first booking: count from here, not from the account's
+                self._mark = (booking.oks, 0)  # earlier runs and workers
+            self.sent, self.oks = booking.sent, booking.oks
             if booking.version != self.version:
                 self.version = booking.version
                 if booking.rate != self._pushed:  # another worker's rate (or a new run's)
@@ -152,6 +255,8 @@ class SharedPacing:
                 return
             gate._last_wait = _clock.now()
             await anyio.sleep(wait)
+            if booking.closed:  # no slot taken while closed: book at the reopening's rate
+                continue
             if wait < _RECHECK:
                 return
             closed = (await self.state.state(self.account)).closed_for
@@ -159,23 +264,77 @@ class SharedPacing:
                 return
             await anyio.sleep(closed)  # a 429 elsewhere closed the account meanwhile
 
+    def succeeded(self) -> None:
+        """An answer other than 429 to this gate: reported with its next booking."""
+        self.mine += 1
+        self._unreported += 1
+
     def share(self) -> float:
-        """The account's slots booked per slot this gate booked, since the last storm."""
-        sent, booked = self._mark
-        mine = self.booked - booked
-        return max(1.0, (self.sent - sent) / mine) if mine > 0 else 1.0
+        """The account's answers per answer of this gate, since its last storm."""
+        oks, mine = self._mark
+        mine = self.mine - mine
+        return max(1.0, (self.oks + self._unreported - oks) / mine) if mine > 0 else 1.0
 
-    def sent_since_mark(self) -> int:
-        """The account's slots booked (by every worker) since the last storm."""
-        return self.sent - self._mark[0]
+    def closed(self, gate: AccountGate, pause: float, sent_ago: float | None) -> None:
+        """A 429 closed this gate for ``pause`` seconds (its request left ``sent_ago``
+        seconds ago): close the account for every worker and, if this began a storm of the
+        account, adapt the rate (see the module docstring)."""
 
-    def mark(self) -> None:
-        """A storm: the next :meth:`share` counts from here."""
-        self._mark = (self.sent, self.booked)
+        async def report() -> None:
+            unreported, self._unreported = self._unreported, 0
+            try:
+                storm = await self.state.storm(self.account, pause, sent_ago, unreported)
+            except BaseException:
+                self._unreported += unreported
+                raise
+            if not storm.new or not gate.adaptive:
+                return
+            if gate.known_limit is None:  # (a ramp must stop now: cut on what is known)
+                self.on_storm(gate, storm, storm.oks)
+            self._spawn(refine(storm), wait=False)
 
-    def closed(self, pause: float) -> None:
-        """A 429 closed this gate for ``pause`` seconds: close the account for every worker."""
-        self._spawn(self.state.close_until(self.account, pause))
+        async def refine(storm: SharedStorm) -> None:
+            await anyio.sleep(storm.closed_for * _LATE)
+            late = await self.state.refine(self.account, storm.at)
+            if late is not None:
+                self.on_storm(gate, storm, storm.oks + late)
+
+        self._spawn(report())
+
+    def on_storm(self, gate: AccountGate, storm: SharedStorm, oks: int) -> None:
+        """A new storm of the account (this gate's 429 began it), ``oks`` the account's
+        answers other than 429 since the previous one: the policy of the module docstring."""
+        now = _clock.now()
+        self.probe_after = now + storm.closed_for / _PROBE_COST
+        estimate = None
+        if storm.span is not None and oks >= _MIN_OKS:
+            pause = storm.pause
+            span = storm.span + gate.burst if pause is None else storm.span - pause
+            span += 0.0 if pause is None else min(pause, gate.burst)
+            if span >= gate.estimate_window:
+                estimate = gate.limit_estimate = oks / span
+        gate._scale = self.share()
+        self._mark = (self.oks + self._unreported, self.mine)
+        cuts, limit = gate.cuts, gate.known_limit
+        if limit is None:
+            if estimate is not None:
+                gate._ramping = False  # a storm ends the slow start
+                gate._cut_to(estimate, provisional=False)
+            else:
+                gate._discover(now, None)
+        elif estimate is not None and estimate >= gate.at_limit * limit:
+            self._lows.clear()
+            gate._cut_to(estimate, provisional=False)
+        else:
+            gate.ignored += 1
+            lows = self._lows
+            if estimate is not None:
+                lows.append(estimate)
+            if len(lows) == _CONFIRM and max(lows) <= gate.spread * min(lows):
+                gate._cut_to(max(lows), provisional=False)
+                lows.clear()
+        if gate.cuts != cuts:
+            self.pushed(gate, cut=True)
 
     def pushed(self, gate: AccountGate, *, cut: bool) -> None:
         """The gate's rate or known limit changed: push it (a cut at once, unconditionally; a
@@ -195,7 +354,10 @@ class SharedPacing:
         adaptive = gate._shared_limits()
         self._spawn(self.state.set_rate(self.account, rate, adaptive=adaptive, expect=expect))
 
-    def _spawn(self, call: Awaitable[Any]) -> None:
+    def _spawn(self, call: Awaitable[Any], *, wait: bool = True) -> None:
+        """Run ``call`` in the background; :meth:`aclose` waits for it (``wait``) or cancels
+        it (a storm's refinement, which sleeps through the cooldown)."""
+
         async def run() -> None:
             try:
                 await call
@@ -204,10 +366,15 @@ class SharedPacing:
                 log.warning("the account's shared rate state was not updated: %s", exc)
 
         task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks = self._tasks if wait else self._refining
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def aclose(self) -> None:
-        """Wait for the pushes still running."""
+        """Wait for the pushes still running (a storm's refinement is cancelled)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task in self._refining:
+            task.cancel()
+        if self._refining:
+            await asyncio.gather(*self._refining, return_exceptions=True)

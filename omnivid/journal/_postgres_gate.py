@@ -8,7 +8,19 @@ One row per provider account (named by :func:`account_id`, never by its API key)
     closed_until  the cooldown deadline a 429 set: nobody sends before it
     adaptive      the adaptive limiter's state, JSON, for the worker that cuts or raises the rate
     version       incremented by every change of rate or cooldown (compare-and-set)
-    sent          slots booked so far, by every worker (each scales what it saw by it)
+    sent          slots booked so far, by every worker
+    oks           answers other than 429 so far, by every worker, each reported with the
+                  worker's next booking (a slot booked is not a request the server accepted)
+    storm_at      the account's last storm: when its first 429 closed the open account (or
+    storm_oks     when the account was booked again after IDLE seconds unused: an anchor, its
+    storm_pause   storm_pause NULL), ``oks`` then, and the seconds it closed the account for
+
+The **storm** (:meth:`PostgresGateState.storm`, a 429 seen by one worker) closes the account as
+:meth:`~PostgresGateState.close_until` does, and tells whether this 429 began a new storm of
+the *account*: the account was open and the request was sent after the last storm began. Only
+then it answers what the account's limit is estimated from, every worker's: the answers other
+than 429 since the previous storm (or anchor), the seconds since, and that storm's pause, all
+read under the row's lock and timed by the database.
 
 Every time is the **database's** (``clock_timestamp()``), so the hosts' clocks never matter:
 each worker only sleeps the *duration* the database returns.
@@ -38,25 +50,68 @@ from psycopg.types.json import Jsonb
 
 from ._postgres_schema import Database
 
-__all__ = ["Booking", "GateState", "PostgresGateState", "account_id"]
+__all__ = ["Booking", "GateState", "PostgresGateState", "Storm", "account_id"]
+
+IDLE = 5.0  # seconds unbooked after which the account's next booking anchors a new estimate
 
 _NOW = "(SELECT clock_timestamp() AS t) c"
 _ACQUIRE = f"""
-UPDATE omnivid_gates g SET (rate, seen_at, slot, next_slot, sent) = (
-    SELECT r.rate, c.t, s.slot,
-           CASE WHEN r.rate IS NULL THEN g.next_slot
+UPDATE omnivid_gates g SET (rate, seen_at, slot, next_slot, sent, oks, storm_at, storm_oks,
+                            storm_pause) = (
+    SELECT r.rate, c.t, CASE WHEN k.closed THEN g.slot ELSE s.slot END,
+           CASE WHEN k.closed OR r.rate IS NULL THEN g.next_slot
                 ELSE s.slot + make_interval(secs => 1.0 / r.rate) END,
-           g.sent + 1
+           g.sent + CASE WHEN k.closed THEN 0 ELSE 1 END, g.oks + %(oks)s::int8,
+           CASE WHEN i.idle THEN c.t ELSE g.storm_at END,
+           CASE WHEN i.idle THEN g.oks + %(oks)s::int8 ELSE g.storm_oks END,
+           CASE WHEN i.idle THEN NULL ELSE g.storm_pause END
     FROM {_NOW},
          LATERAL (SELECT coalesce(g.rate, %(rate)s::float8) AS rate) r,
          LATERAL (SELECT greatest(c.t, CASE WHEN r.rate IS NULL THEN NULL ELSE g.next_slot END,
-                                  g.closed_until) AS slot) s
+                                  g.closed_until) AS slot) s,
+         LATERAL (SELECT g.seen_at IS NULL OR c.t - g.seen_at > make_interval(secs => {IDLE})
+                  AS idle) i,
+         LATERAL (SELECT {{closed}} AS closed) k
 )
 WHERE account = %(account)s
-RETURNING extract(epoch FROM slot - seen_at)::float8{{more}}
+RETURNING extract(epoch FROM greatest(slot, closed_until) - seen_at)::float8{{more}}
 """
-_BOOK = _ACQUIRE.format(more=", rate, version, sent, adaptive")
-_ACQUIRE = _ACQUIRE.format(more="")
+_STORM = f"""
+WITH old AS (
+    SELECT g.account, g.oks + %(oks)s::int8 - g.storm_oks AS oks, g.storm_pause AS pause, c.t,
+           extract(epoch FROM c.t - g.storm_at)::float8 AS span,
+           greatest(g.closed_until, c.t + make_interval(secs => %(seconds)s)) AS deadline,
+           (g.closed_until IS NULL OR g.closed_until <= c.t)
+           AND (g.storm_pause IS NULL OR %(sent_ago)s::float8 IS NULL
+                OR c.t - make_interval(secs => %(sent_ago)s::float8) >= g.storm_at) AS new
+    FROM omnivid_gates g, {_NOW}
+    WHERE g.account = %(account)s
+    FOR UPDATE OF g
+)
+UPDATE omnivid_gates g SET
+    closed_until = old.deadline, next_slot = greatest(g.next_slot, old.deadline),
+    version = g.version + 1, updated_at = old.t, oks = g.oks + %(oks)s::int8,
+    storm_at = CASE WHEN old.new THEN old.t ELSE g.storm_at END,
+    storm_oks = CASE WHEN old.new THEN g.oks + %(oks)s::int8 ELSE g.storm_oks END,
+    storm_pause = CASE WHEN old.new THEN extract(epoch FROM old.deadline - old.t)::float8
+                       ELSE g.storm_pause END
+FROM old WHERE g.account = old.account
+RETURNING extract(epoch FROM old.deadline - old.t)::float8, old.new, old.oks, old.span, old.pause,
+          old.t
+"""
+_REFINE = """
+UPDATE omnivid_gates g SET storm_oks = g.oks
+FROM (SELECT storm_oks FROM omnivid_gates WHERE account = %(account)s FOR UPDATE) o
+WHERE g.account = %(account)s AND g.storm_at = %(at)s
+RETURNING g.oks - o.storm_oks
+"""
+# a booking while the account is closed takes no slot: it answers the wait until the reopening
+# (closed: the caller books again then, at the rate set meanwhile)
+_BOOK = _ACQUIRE.format(
+    closed="coalesce(g.closed_until > c.t, false)",
+    more=", coalesce(closed_until > seen_at, false), rate, version, sent, oks, adaptive",
+)
+_ACQUIRE = _ACQUIRE.format(closed="false", more="")
 _CLOSE = f"""
 UPDATE omnivid_gates g SET (closed_until, next_slot, version, updated_at) = (
     SELECT d.deadline, greatest(g.next_slot, d.deadline), g.version + 1, c.t
@@ -72,8 +127,7 @@ INSERT INTO omnivid_gates AS g (account, rate, adaptive)
 VALUES (%(account)s, %(rate)s, coalesce(%(adaptive)s::jsonb, '{}'))
 ON CONFLICT (account) DO UPDATE SET
     rate = excluded.rate, adaptive = coalesce(%(adaptive)s::jsonb, g.adaptive),
-    next_slot = least(g.next_slot, clock_timestamp()), version = g.version + 1,
-    updated_at = clock_timestamp()
+    version = g.version + 1, updated_at = clock_timestamp()
 WHERE %(expect)s::int8 IS NULL OR g.version = %(expect)s::int8
 RETURNING version
 """
@@ -114,15 +168,35 @@ class GateState:
 
 
 @frozen(kw_only=True)
+class Storm:
+    """A 429 reported by :meth:`PostgresGateState.storm`: ``closed_for`` seconds until the
+    account reopens; ``new``: it began a storm of the account. Then (else 0 / None): ``oks``,
+    the account's answers other than 429 since the previous storm or anchor, ``span`` the
+    seconds since, and ``pause`` the seconds that storm closed the account for (None: an
+    anchor, when the account was open and its bucket full)."""
+
+    closed_for: float
+    new: bool
+    oks: int = 0
+    span: float | None = None
+    pause: float | None = None
+    at: object = None  # (new) the storm's start, for refine()
+
+
+@frozen(kw_only=True)
 class Booking:
-    """A send slot booked by :meth:`PostgresGateState.book`: ``wait`` seconds until it; the
+    """A send slot booked by :meth:`PostgresGateState.book`: ``wait`` seconds until it (or,
+    ``closed``: the account is closed and no slot was taken: the seconds until it reopens); the
     account's shared ``rate`` (None: no limit), limiter state (``adaptive``) and ``version``
-    as the booking left them, and ``sent``: slots booked so far, by every worker."""
+    as the booking left them; ``sent``: slots booked so far, and ``oks``: answers other than
+    429 reported so far, by every worker."""
 
     wait: float
+    closed: bool
     rate: float | None
     version: int
     sent: int
+    oks: int
     adaptive: Mapping[str, Any]
 
 
@@ -154,25 +228,33 @@ class PostgresGateState:
         The spacing is the account's shared rate; ``rate`` seeds it when the account has none
         (None: no limit, only the cooldown is waited for). One round trip."""
         _check_rate(rate)
-        return await self._update("booking a send slot", _ACQUIRE, account, {"rate": rate})
+        params = {"rate": rate, "oks": 0}
+        return await self._update("booking a send slot", _ACQUIRE, account, params)
 
-    async def book(self, account: str, rate: float | None = None) -> Booking:
-        """:meth:`acquire`, answering also the row as the booking left it (one round trip)."""
+    async def book(self, account: str, rate: float | None = None, oks: int = 0) -> Booking:
+        """:meth:`acquire`, answering also the row as the booking left it (one round trip).
+
+        ``oks``: the caller's answers other than 429 since its last booking (added to the
+        account's count)."""
         _check_rate(rate)
-        params: dict[str, Any] = {"rate": rate, "account": account}
+        if oks < 0:
+            raise ValueError(f"oks={oks!r}: must be a count of answers (0 or more)")
+        params: dict[str, Any] = {"rate": rate, "account": account, "oks": oks}
         if account not in self._known:
             await self.db.fetch("booking a send slot", _CREATE, {"account": account})
             self._known.add(account)
         rows = await self.db.fetch("booking a send slot", _BOOK, params)
         if not rows:  # the row was deleted meanwhile
             self._known.discard(account)
-            return await self.book(account, rate)
-        wait, shared, version, sent, adaptive = rows[0]
+            return await self.book(account, rate, oks)
+        wait, closed, shared, version, sent, count, adaptive = rows[0]
         return Booking(
             wait=max(0.0, float(wait)),
+            closed=bool(closed),
             rate=shared,
             version=int(version),
             sent=int(sent),
+            oks=int(count),
             adaptive=dict(adaptive or {}),
         )
 
@@ -183,6 +265,46 @@ class PostgresGateState:
         if not seconds >= 0:
             raise ValueError(f"seconds={seconds!r}: must be a non-negative number")
         return await self._update("closing the gate", _CLOSE, account, {"seconds": seconds})
+
+    async def storm(
+        self, account: str, seconds: float, sent_ago: float | None = None, oks: int = 0
+    ) -> Storm:
+        """A 429: close the account as :meth:`close_until` does, and tell whether it began a
+        new storm of the account (``sent_ago``: the seconds since its request was sent; a
+        request sent before the last storm began is part of it). ``oks``: the caller's answers
+        other than 429 not yet reported (added first, as :meth:`book` does). One round trip."""
+        if not seconds >= 0:
+            raise ValueError(f"seconds={seconds!r}: must be a non-negative number")
+        if sent_ago is not None and not sent_ago >= 0:
+            raise ValueError(f"sent_ago={sent_ago!r}: must be a non-negative number or None")
+        if oks < 0:
+            raise ValueError(f"oks={oks!r}: must be a count of answers (0 or more)")
+        params = {"account": account, "seconds": seconds, "sent_ago": sent_ago, "oks": oks}
+        if account not in self._known:
+            await self.db.fetch("closing the gate", _CREATE, {"account": account})
+            self._known.add(account)
+        rows = await self.db.fetch("closing the gate", _STORM, params)
+        if not rows:  # the row was deleted meanwhile
+            self._known.discard(account)
+            return await self.storm(account, seconds, sent_ago, oks)
+        closed_for, new, count, span, pause, at = rows[0]
+        if not new:
+            return Storm(closed_for=max(0.0, float(closed_for)), new=False)
+        return Storm(
+            closed_for=max(0.0, float(closed_for)),
+            new=True,
+            oks=int(count),
+            span=None if span is None else float(span),
+            pause=pause,
+            at=at,
+        )
+
+    async def refine(self, account: str, at: object) -> int | None:
+        """The answers other than 429 reported since the storm that began ``at``
+        (:attr:`Storm.at`): late reports of requests sent before it. They count for that storm,
+        whose count now ends here. None if another storm began since. One round trip."""
+        rows = await self.db.fetch("reading the storm", _REFINE, {"account": account, "at": at})
+        return int(rows[0][0]) if rows else None
 
     async def state(self, account: str) -> GateState:
         """The account's limiter state now (defaults when it has no row yet)."""

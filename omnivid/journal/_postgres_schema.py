@@ -11,7 +11,9 @@ Tables (every name starts with ``omnivid_``; one database may hold many batches)
                      the batch's budget row: held (reserved there), charged (spent there)
     omnivid_budgets  one row per batch: spent and reserved over every worker and run
     omnivid_gates    one row per provider account: rate, next free slot, cooldown deadline,
-                     adaptive state (JSON), version, slots booked (``sent``, schema 2)
+                     adaptive state (JSON), version, slots booked (``sent``, schema 2),
+                     answers other than 429 (``oks``) and the last storm (``storm_*``,
+                     schema 3)
 
 The schema is created on first use by whichever process comes first, inside one transaction
 holding ``pg_advisory_xact_lock`` (so concurrent first users never race on ``CREATE``), with
@@ -66,7 +68,7 @@ __all__ = [
 
 log = logging.getLogger("omnivid")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _LOCK = 0x6F6D6E6976696400  # pg_advisory_xact_lock key for schema changes ("omnivid\0")
 _DDL = """
 CREATE TABLE IF NOT EXISTS omnivid_meta (name text PRIMARY KEY, value text NOT NULL);
@@ -119,12 +121,25 @@ CREATE TABLE IF NOT EXISTS omnivid_gates (
     adaptive     jsonb NOT NULL DEFAULT '{}',
     version      bigint NOT NULL DEFAULT 0,
     sent         bigint NOT NULL DEFAULT 0,
+    oks          bigint NOT NULL DEFAULT 0,
+    storm_at     timestamptz,
+    storm_oks    bigint NOT NULL DEFAULT 0,
+    storm_pause  double precision,
     updated_at   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 """
 _MIGRATIONS: dict[int, str] = {  # version -> SQL bringing it to version + 1
     # 2: the account's slots booked so far (each worker scales what it saw to the account's)
     1: "ALTER TABLE omnivid_gates ADD COLUMN IF NOT EXISTS sent bigint NOT NULL DEFAULT 0",
+    # 3: the account's answers other than 429 so far (what estimates the server's limit)
+    # 3: the account's answers other than 429 so far, and its last storm (what estimates the
+    # server's limit for every worker)
+    2: """
+ALTER TABLE omnivid_gates ADD COLUMN IF NOT EXISTS oks bigint NOT NULL DEFAULT 0;
+ALTER TABLE omnivid_gates ADD COLUMN IF NOT EXISTS storm_at timestamptz;
+ALTER TABLE omnivid_gates ADD COLUMN IF NOT EXISTS storm_oks bigint NOT NULL DEFAULT 0;
+ALTER TABLE omnivid_gates ADD COLUMN IF NOT EXISTS storm_pause double precision
+""",
 }
 
 # the columns a JobRow is read from, in order (times as unix seconds of the database's clock)

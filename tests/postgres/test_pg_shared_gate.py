@@ -104,22 +104,25 @@ async def test_no_request_without_the_database(sim: Simulator, pg_url: str) -> N
 
 
 async def test_gate_tables_of_schema_1_are_migrated(fresh_url: str) -> None:
-    """A database of schema 1 (no slot count) is brought to schema 2 on first use."""
+    """A database of schema 1 (no slot or answer counts, no storm) is brought to schema 3."""
     import psycopg
 
     state = await PostgresGateState.open(fresh_url)
     await state.aclose()
     with psycopg.connect(fresh_url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE omnivid_gates DROP COLUMN sent")
+        for column in ("sent", "oks", "storm_at", "storm_oks", "storm_pause"):
+            conn.execute(f"ALTER TABLE omnivid_gates DROP COLUMN {column}")
         conn.execute("UPDATE omnivid_meta SET value = '1' WHERE name = 'schema'")
     state = await PostgresGateState.open(fresh_url)
     try:
-        assert (await state.book("acct-migrated", 10.0)).sent == 1
+        booking = await state.book("acct-migrated", 10.0, oks=3)
+        assert (booking.sent, booking.oks) == (1, 3)
+        assert (await state.storm("acct-migrated", 0.5)).new
     finally:
         await state.aclose()
     with psycopg.connect(fresh_url) as conn:
         row = conn.execute("SELECT value FROM omnivid_meta WHERE name = 'schema'").fetchone()
-    assert row == ("2",)
+    assert row == ("3",)
 
 
 def test_the_sqlite_journal_points_a_url_to_the_shared_one() -> None:
