@@ -232,6 +232,7 @@ class SharedPacing:
         self._pushed_at = float("-inf")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refining: set[asyncio.Task[Any]] = set()
+        self._later = False  # a growth push is due (_PUSH_EVERY after the last one)
         self.error: BaseException | None = None  # the last background push's failure
 
     async def acquire(self, gate: AccountGate) -> None:
@@ -338,21 +339,32 @@ class SharedPacing:
 
     def pushed(self, gate: AccountGate, *, cut: bool) -> None:
         """The gate's rate or known limit changed: push it (a cut at once, unconditionally; a
-        growth now and then, compare-and-set)."""
+        growth by more than _PUSH_CHANGE, at most every _PUSH_EVERY seconds, the last one
+        included, compare-and-set; the end of the slow start, no limit, at once)."""
         rate = gate.rate
         now = _clock.now()
         if not cut:
-            if now - self._pushed_at < _PUSH_EVERY:
-                return
             old = self._pushed
-            if rate is not None and old is not None and abs(rate - old) <= _PUSH_CHANGE * old:
-                return
             if rate == old:
                 return
+            if rate is not None and old is not None:  # (to or from no limit: at once)
+                if abs(rate - old) <= _PUSH_CHANGE * old:
+                    return
+                due = self._pushed_at + _PUSH_EVERY - now
+                if due > 0:  # pushed then, whatever the rate does meanwhile
+                    if not self._later:
+                        self._later = True
+                        self._spawn(self._push_later(gate, due), wait=False)
+                    return
         self._pushed, self._pushed_at = rate, now
         expect = None if cut else self.version
         adaptive = gate._shared_limits()
         self._spawn(self.state.set_rate(self.account, rate, adaptive=adaptive, expect=expect))
+
+    async def _push_later(self, gate: AccountGate, delay: float) -> None:
+        await anyio.sleep(delay)
+        self._later = False
+        self.pushed(gate, cut=False)
 
     def _spawn(self, call: Awaitable[Any], *, wait: bool = True) -> None:
         """Run ``call`` in the background; :meth:`aclose` waits for it (``wait``) or cancels

@@ -239,15 +239,9 @@ class PostgresGateState:
         _check_rate(rate)
         if oks < 0:
             raise ValueError(f"oks={oks!r}: must be a count of answers (0 or more)")
-        params: dict[str, Any] = {"rate": rate, "account": account, "oks": oks}
-        if account not in self._known:
-            await self.db.fetch("booking a send slot", _CREATE, {"account": account})
-            self._known.add(account)
-        rows = await self.db.fetch("booking a send slot", _BOOK, params)
-        if not rows:  # the row was deleted meanwhile
-            self._known.discard(account)
-            return await self.book(account, rate, oks)
-        wait, closed, shared, version, sent, count, adaptive = rows[0]
+        params: dict[str, Any] = {"rate": rate, "oks": oks}
+        row = await self._row("booking a send slot", _BOOK, account, params)
+        wait, closed, shared, version, sent, count, adaptive = row
         return Booking(
             wait=max(0.0, float(wait)),
             closed=bool(closed),
@@ -279,15 +273,10 @@ class PostgresGateState:
             raise ValueError(f"sent_ago={sent_ago!r}: must be a non-negative number or None")
         if oks < 0:
             raise ValueError(f"oks={oks!r}: must be a count of answers (0 or more)")
-        params = {"account": account, "seconds": seconds, "sent_ago": sent_ago, "oks": oks}
-        if account not in self._known:
-            await self.db.fetch("closing the gate", _CREATE, {"account": account})
-            self._known.add(account)
-        rows = await self.db.fetch("closing the gate", _STORM, params)
-        if not rows:  # the row was deleted meanwhile
-            self._known.discard(account)
-            return await self.storm(account, seconds, sent_ago, oks)
-        closed_for, new, count, span, pause, at = rows[0]
+        params = {"seconds": seconds, "sent_ago": sent_ago, "oks": oks}
+        closed_for, new, count, span, pause, at = await self._row(
+            "closing the gate", _STORM, account, params
+        )
         if not new:
             return Storm(closed_for=max(0.0, float(closed_for)), new=False)
         return Storm(
@@ -348,15 +337,21 @@ class PostgresGateState:
         return bool(rows)
 
     async def _update(self, what: str, sql: str, account: str, params: dict[str, Any]) -> float:
+        return max(0.0, float((await self._row(what, sql, account, params))[0]))
+
+    async def _row(
+        self, what: str, sql: str, account: str, params: dict[str, Any]
+    ) -> tuple[Any, ...]:
+        """The row ``sql`` answers for the account's row (created on its first use here)."""
         params["account"] = account
-        if account not in self._known:  # its first use here: make sure the row exists
-            await self.db.fetch(what, _CREATE, {"account": account})
-            self._known.add(account)
-        rows = await self.db.fetch(what, sql, params)
-        if not rows:  # the row was deleted meanwhile
-            self._known.discard(account)
-            return await self._update(what, sql, account, params)
-        return max(0.0, float(rows[0][0]))
+        while True:
+            if account not in self._known:  # its first use here: make sure the row exists
+                await self.db.fetch(what, _CREATE, {"account": account})
+                self._known.add(account)
+            rows = await self.db.fetch(what, sql, params)
+            if rows:
+                return rows[0]
+            self._known.discard(account)  # the row was deleted meanwhile
 
 
 def _check_rate(rate: float | None) -> None:

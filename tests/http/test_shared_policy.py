@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 from wirehelp import Clock
@@ -143,3 +145,38 @@ async def test_no_slow_probe_until_a_storms_cooldown_is_paid_back(
     binding_successes(10.0)
     assert gate.rate is not None and gate.rate > settled
     await pacing.aclose()
+
+
+async def test_the_end_of_the_slow_start_is_pushed_at_once(
+    shared: tuple[AccountGate, SharedPacing, State],
+) -> None:
+    """A rate grown a moment ago is pushed; "no limit" right after it is pushed at once too
+    (every worker would otherwise stay at the last rate pushed)."""
+    gate, pacing, state = shared
+    gate.rate = 100.0
+    pacing.pushed(gate, cut=False)
+    gate.rate = None
+    pacing.pushed(gate, cut=False)
+    await pacing.aclose()
+    assert [rate for rate, _, _ in state.pushed] == [100.0, None]
+
+
+async def test_a_growth_held_back_is_pushed_when_due(
+    shared: tuple[AccountGate, SharedPacing, State], clock: Clock
+) -> None:
+    """Growths come at most every 0.2 s: one held back is pushed once that time is up, at the
+    rate the gate has then (not lost when the rate stops growing)."""
+    gate, pacing, state = shared
+    gate.rate = 100.0
+    pacing.pushed(gate, cut=False)
+    clock.now += 0.19
+    gate.rate = 150.0
+    pacing.pushed(gate, cut=False)
+    gate.rate = 160.0
+    pacing.pushed(gate, cut=False)
+    await anyio.lowlevel.checkpoint()
+    assert [rate for rate, _, _ in state.pushed] == [100.0]
+    clock.now += 0.01
+    await anyio.sleep(0.05)  # (0.01 s were left)
+    await pacing.aclose()
+    assert [rate for rate, _, _ in state.pushed] == [100.0, 160.0]

@@ -20,6 +20,7 @@ import pytest
 from pghelp import OpenJournal, as_url, create_database, drop_database
 
 from omnivid.journal._postgres import PostgresJournal
+from omnivid.journal._postgres_gate import PostgresGateState, account_id
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +101,19 @@ def expire(sql: Callable[..., list[tuple[Any, ...]]], batch: str) -> Callable[[s
         )
 
     return run
+
+
+@pytest.fixture
+async def gates(pg_url: str) -> AsyncIterator[tuple[PostgresGateState, PostgresGateState]]:
+    """Two workers' gate states, each with a pool (connections) of its own."""
+    first = await PostgresGateState.open(pg_url)
+    second = await PostgresGateState.open(pg_url)
+    yield first, second
+    await first.aclose()
+    await second.aclose()
+
+
+@pytest.fixture
+def account() -> str:
+    """An account no other test uses."""
+    return account_id("apimart", "https://api.example/", secrets.token_hex(8))

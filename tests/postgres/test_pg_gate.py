@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -12,22 +10,6 @@ from omnivid.journal._postgres_gate import PostgresGateState, account_id
 from omnivid.journal._postgres_schema import DatabaseUnavailableError
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def gates(pg_url: str) -> AsyncIterator[tuple[PostgresGateState, PostgresGateState]]:
-    """Two workers' gate states, each with a pool (connections) of its own."""
-    first = await PostgresGateState.open(pg_url)
-    second = await PostgresGateState.open(pg_url)
-    yield first, second
-    await first.aclose()
-    await second.aclose()
-
-
-@pytest.fixture
-def account() -> str:
-    """An account no other test uses."""
-    return account_id("apimart", "https://api.example/", secrets.token_hex(8))
 
 
 def test_an_account_is_named_without_its_key() -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -32,16 +31,6 @@ def client(sim: Simulator, **options: object) -> omnivid.AsyncClient:
     )
 
 
-@pytest.fixture
-async def states(pg_url: str) -> AsyncIterator[tuple[PostgresGateState, PostgresGateState]]:
-    """Two workers' shared states (a pool each)."""
-    first = await PostgresGateState.open(pg_url)
-    second = await PostgresGateState.open(pg_url)
-    yield first, second
-    await first.aclose()
-    await second.aclose()
-
-
 def test_the_client_names_its_account_as_the_journal_does() -> None:
     """AsyncClient.account is the journal's account_id (provider, URL, a digest of the key)."""
     c = omnivid.AsyncClient("apimart", api_key="sk-x", base_url="http://127.0.0.1:9/apimart/")
@@ -50,14 +39,14 @@ def test_the_client_names_its_account_as_the_journal_does() -> None:
 
 
 async def test_a_429_seen_by_one_client_pauses_the_other(
-    sim: Simulator, states: tuple[PostgresGateState, PostgresGateState]
+    sim: Simulator, gates: tuple[PostgresGateState, PostgresGateState]
 ) -> None:
     """Client A gets a 429 (Retry-After 0.4 s): client B, sharing the account's state, sends
     nothing until the cooldown ends, by the database's clock."""
     sim.configure(retry_after_seconds=0.4)
     async with client(sim) as a, client(sim) as b:
-        a.gate.share(states[0], a.account)
-        b.gate.share(states[1], b.account)
+        a.gate.share(gates[0], a.account)
+        b.gate.share(gates[1], b.account)
         task = await a.submit(REQUEST)
         sim.configure(rate_limit_rate=1.0)  # the next answer is a 429
         with pytest.raises(omnivid.errors.RateLimitError):
@@ -67,20 +56,20 @@ async def test_a_429_seen_by_one_client_pauses_the_other(
         pacing = a.gate.shared
         assert pacing is not None
         await pacing.aclose()  # the cooldown is pushed
-        assert (await states[1].state(b.account)).closed_for > 0.2
+        assert (await gates[1].state(b.account)).closed_for > 0.2
         await b.get(task.id)
         assert time.monotonic() - closed_at >= 0.35
 
 
 async def test_slots_are_spaced_over_both_clients(
-    sim: Simulator, states: tuple[PostgresGateState, PostgresGateState]
+    sim: Simulator, gates: tuple[PostgresGateState, PostgresGateState]
 ) -> None:
     """Two clients at a shared 20/s: 12 requests, 6 each at once, take at least 11 slots of
     50 ms in all (each client alone would take half that)."""
     async with client(sim, rate_limit=20.0) as a, client(sim, rate_limit=20.0) as b:
-        a.gate.share(states[0], a.account)
-        b.gate.share(states[1], b.account)
-        await states[0].set_rate(a.account, 20.0)
+        a.gate.share(gates[0], a.account)
+        b.gate.share(gates[1], b.account)
+        await gates[0].set_rate(a.account, 20.0)
         task = await a.submit(REQUEST)
         started = time.monotonic()
         async with anyio.create_task_group() as tg:

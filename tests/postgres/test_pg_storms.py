@@ -3,33 +3,16 @@
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
 
-from omnivid.journal._postgres_gate import IDLE, PostgresGateState, account_id
+from omnivid.journal._postgres_gate import IDLE, PostgresGateState
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def gates(pg_url: str) -> AsyncIterator[tuple[PostgresGateState, PostgresGateState]]:
-    """Two workers' gate states, each with a pool of its own."""
-    first = await PostgresGateState.open(pg_url)
-    second = await PostgresGateState.open(pg_url)
-    yield first, second
-    await first.aclose()
-    await second.aclose()
-
-
-@pytest.fixture
-def account() -> str:
-    """An account no other test uses."""
-    return account_id("apimart", "https://api.example/", secrets.token_hex(8))
 
 
 async def test_the_first_429_of_an_open_account_begins_a_storm(
