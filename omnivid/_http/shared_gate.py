@@ -173,7 +173,7 @@ class SharedGate(Protocol):
     """An account limiter's state shared by workers (see the module docstring)."""
 
     async def book(self, account: str, rate: float | None = None, oks: int = 0) -> SharedBooking:
-        """Book the account's next slot (``rate`` seeds an account without one); ``oks``: the
+        """Book the account's next slot (``rate`` seeds an account nobody set); ``oks``: the
         caller's answers other than 429 since its last booking."""
         ...
 

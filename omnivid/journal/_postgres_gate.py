@@ -7,6 +7,8 @@ One row per provider account (named by :func:`account_id`, never by its API key)
                   time; slots are 1 / rate apart, burst 1, as in AccountGate)
     closed_until  the cooldown deadline a 429 set: nobody sends before it
     adaptive      the adaptive limiter's state, JSON, for the worker that cuts or raises the rate
+    rate_set      a worker set the rate (:meth:`PostgresGateState.set_rate`): a booking no
+                  longer seeds it (NULL is then "no limit", not "not set yet")
     version       incremented by every change of rate or cooldown (compare-and-set)
     sent          slots booked so far, by every worker
     oks           answers other than 429 so far, by every worker, each reported with the
@@ -66,7 +68,8 @@ UPDATE omnivid_gates g SET (rate, seen_at, slot, next_slot, sent, oks, storm_at,
            CASE WHEN i.idle THEN g.oks + %(oks)s::int8 ELSE g.storm_oks END,
            CASE WHEN i.idle THEN NULL ELSE g.storm_pause END
     FROM {_NOW},
-         LATERAL (SELECT coalesce(g.rate, %(rate)s::float8) AS rate) r,
+         LATERAL (SELECT CASE WHEN g.rate_set THEN g.rate
+                              ELSE coalesce(g.rate, %(rate)s::float8) END AS rate) r,
          LATERAL (SELECT greatest(c.t, CASE WHEN r.rate IS NULL THEN NULL ELSE g.next_slot END,
                                   g.closed_until) AS slot) s,
          LATERAL (SELECT g.seen_at IS NULL OR c.t - g.seen_at > make_interval(secs => {IDLE})
@@ -123,10 +126,10 @@ WHERE account = %(account)s
 RETURNING extract(epoch FROM closed_until - updated_at)::float8
 """
 _SET_RATE = """
-INSERT INTO omnivid_gates AS g (account, rate, adaptive)
-VALUES (%(account)s, %(rate)s, coalesce(%(adaptive)s::jsonb, '{}'))
+INSERT INTO omnivid_gates AS g (account, rate, rate_set, adaptive)
+VALUES (%(account)s, %(rate)s, true, coalesce(%(adaptive)s::jsonb, '{}'))
 ON CONFLICT (account) DO UPDATE SET
-    rate = excluded.rate, adaptive = coalesce(%(adaptive)s::jsonb, g.adaptive),
+    rate = excluded.rate, rate_set = true, adaptive = coalesce(%(adaptive)s::jsonb, g.adaptive),
     version = g.version + 1, updated_at = clock_timestamp()
 WHERE %(expect)s::int8 IS NULL OR g.version = %(expect)s::int8
 RETURNING version
@@ -225,8 +228,9 @@ class PostgresGateState:
     async def acquire(self, account: str, rate: float | None = None) -> float:
         """Book the account's next send slot; the seconds to wait before sending (0: now).
 
-        The spacing is the account's shared rate; ``rate`` seeds it when the account has none
-        (None: no limit, only the cooldown is waited for). One round trip."""
+        The spacing is the account's shared rate; ``rate`` seeds it while it has none and
+        nobody set it (:meth:`set_rate`: a rate set to None, no limit, is not seeded again).
+        None: no limit, only the cooldown is waited for. One round trip."""
         _check_rate(rate)
         params = {"rate": rate, "oks": 0}
         return await self._update("booking a send slot", _ACQUIRE, account, params)

@@ -114,6 +114,7 @@ CREATE TABLE IF NOT EXISTS omnivid_budgets (
 CREATE TABLE IF NOT EXISTS omnivid_gates (
     account      text PRIMARY KEY,
     rate         double precision CHECK (rate > 0),
+    rate_set     boolean NOT NULL DEFAULT false,
     seen_at      timestamptz,
     slot         timestamptz,
     next_slot    timestamptz,
@@ -138,7 +139,9 @@ _MIGRATIONS: dict[int, str] = {  # version -> SQL bringing it to version + 1
 ALTER TABLE omnivid_gates ADD COLUMN IF NOT EXISTS oks bigint NOT NULL DEFAULT 0;
 ALTER TABLE omnivid_gates ADD COLUMN IF NOT EXISTS storm_at timestamptz;
 ALTER TABLE omnivid_gates ADD COLUMN IF NOT EXISTS storm_oks bigint NOT NULL DEFAULT 0;
-ALTER TABLE omnivid_gates ADD COLUMN IF NOT EXISTS storm_pause double precision
+ALTER TABLE omnivid_gates ADD COLUMN IF NOT EXISTS storm_pause double precision;
+ALTER TABLE omnivid_gates ADD COLUMN IF NOT EXISTS rate_set boolean NOT NULL DEFAULT false;
+UPDATE omnivid_gates SET rate_set = version > 0
 """,
 }
 

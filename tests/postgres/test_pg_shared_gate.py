@@ -99,7 +99,7 @@ async def test_gate_tables_of_schema_1_are_migrated(fresh_url: str) -> None:
     state = await PostgresGateState.open(fresh_url)
     await state.aclose()
     with psycopg.connect(fresh_url, autocommit=True) as conn:
-        for column in ("sent", "oks", "storm_at", "storm_oks", "storm_pause"):
+        for column in ("sent", "oks", "storm_at", "storm_oks", "storm_pause", "rate_set"):
             conn.execute(f"ALTER TABLE omnivid_gates DROP COLUMN {column}")
         conn.execute("UPDATE omnivid_meta SET value = '1' WHERE name = 'schema'")
     state = await PostgresGateState.open(fresh_url)

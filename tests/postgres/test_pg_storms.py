@@ -141,3 +141,15 @@ async def test_an_idle_account_anchors_a_new_count(
     await first.book(account, 1000.0, oks=4)
     storm = await first.storm(account, 0.1, sent_ago=0.0, oks=3)
     assert (storm.new, storm.oks, storm.pause) == (True, 3, None)
+
+
+async def test_no_limit_set_by_a_worker_is_not_seeded_again(
+    gates: tuple[PostgresGateState, PostgresGateState], account: str
+) -> None:
+    """A booking seeds the rate of an account nobody set; once a worker set "no limit", another
+    worker's booking with its own starting rate leaves it unlimited."""
+    first, second = gates
+    assert (await first.book(account, 50.0)).rate == 50.0
+    await first.set_rate(account, None)
+    booking = await second.book(account, 50.0)
+    assert booking.rate is None and booking.wait == 0.0
