@@ -56,7 +56,7 @@ from .._aio import clock as _clock
 from .._aio.tasks import close_task_group, open_task_group
 from .._models import VideoRequest
 from ..errors import ConfigurationError, JournalConflictError, OmnividError, ValidationError
-from ..journal import JournalBackend, open_journal
+from ..journal import JournalBackend, SharedJournal, connect_journal
 from ..providers import list_providers
 from ._events import EventHub
 from ._handles import BatchInput, MapRun
@@ -104,6 +104,7 @@ def map_many(
     on_event: Callable[[Event], None] | None = None,
     cost_estimate: CostEstimate | Mapping[str, CostEstimate | None] | None = None,
     prefetch: int | None = None,
+    batch: str | None = None,
 ) -> MultiMapRun:
     """Run requests for several providers as one batch; outcomes come back as they complete.
 
@@ -120,8 +121,11 @@ def map_many(
     EvoLink credits) and ``cost_estimate``. The other settings are ``client.map``'s and apply
     to every account. ``journal``: one journal for all of them (a path is opened once and
     closed at the end); keys must then be unique across accounts (a key used for another
-    account is a ``JournalConflictError`` outcome). ``on_event`` gets every account's events,
-    each with ``detail["provider"]``.
+    account is a ``JournalConflictError`` outcome). ``journal="postgresql://..."`` with
+    ``batch="NAME"`` shares the batch with every process running it, as ``client.map`` does
+    (one connection pool and one worker name for all the accounts; ``max_cost`` is then the
+    batch's, over every provider). ``on_event`` gets every account's events, each with
+    ``detail["provider"]``.
 
     Use it as a block: it owns the accounts' batches, and leaving it cancels them::
 
@@ -142,6 +146,7 @@ def map_many(
         on_event=on_event,
         cost_estimate=cost_estimate,
         prefetch=prefetch,
+        batch=batch,
     )
 
 
@@ -170,6 +175,7 @@ class MultiMapRun:
         on_event: Callable[[Event], None] | None = None,
         cost_estimate: CostEstimate | Mapping[str, CostEstimate | None] | None = None,
         prefetch: int | None = None,
+        batch: str | None = None,
     ) -> None:
         self._clients = clients_by_provider(clients)
         if isinstance(requests, VideoRequest | str | bytes) or not isinstance(
@@ -201,6 +207,12 @@ class MultiMapRun:
             options.check()
             self._options[name] = options
         self._journal_spec = journal
+        self._batch = batch
+        if batch is not None and journal is None:
+            raise ConfigurationError(
+                f"batch={batch!r} names a batch of a shared journal: give journal="
+                "'postgresql://...' too"
+            )
         self._journal: JournalBackend | None = None
         self._owns_journal = False
         self._runs: dict[str, MapRun] = {}
@@ -238,7 +250,9 @@ class MultiMapRun:
                 )
         self._state = "entered"
         if self._journal_spec is not None:
-            self._journal, self._owns_journal = open_journal(self._journal_spec)
+            self._journal, self._owns_journal = await connect_journal(
+                self._journal_spec, batch=self._batch
+            )
         try:
             send, self._receive = anyio.create_memory_object_stream[Outcome](OUTCOME_BUFFER)
             for name, client in self._clients.items():
@@ -252,7 +266,7 @@ class MultiMapRun:
                 self._runs[name] = MapRun(client, Inbox(inbox), options)
             self._tg = tg = await open_task_group()
         except BaseException:
-            self._close_journal()
+            await self._close_journal()
             raise
         tg.start_soon(self._run, send, name="omnivid.batch._multi.MultiMapRun._run")
         return self
@@ -274,7 +288,7 @@ class MultiMapRun:
                 inbox.close()  # (an account's batch cancelled before it read its inbox)
             for run in self._runs.values():
                 run.discard()  # (cancelled before it entered)
-            self._close_journal()
+            await self._close_journal()
             self._events.close()
             self._done.set()
 
@@ -546,9 +560,13 @@ class MultiMapRun:
         else:
             log.error("another batch failure after the first: %r", exc)
 
-    def _close_journal(self) -> None:
+    async def _close_journal(self) -> None:
         journal, self._journal = self._journal, None
         if journal is not None and self._owns_journal:
-            journal.close()
+            if isinstance(journal, SharedJournal):
+                with anyio.CancelScope(shield=True):
+                    await journal.aclose()
+            else:
+                journal.close()
         elif journal is not None and not journal.closed:
             journal.flush()
