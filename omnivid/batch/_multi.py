@@ -56,7 +56,7 @@ from .._aio import clock as _clock
 from .._aio.tasks import close_task_group, open_task_group
 from .._models import VideoRequest
 from ..errors import ConfigurationError, JournalConflictError, OmnividError, ValidationError
-from ..journal import JournalBackend, SharedJournal, connect_journal
+from ..journal import JournalBackend, SharedJournal, connect_journal, is_database_url
 from ..providers import list_providers
 from ._events import EventHub
 from ._handles import BatchInput, MapRun
@@ -123,9 +123,9 @@ def map_many(
     closed at the end); keys must then be unique across accounts (a key used for another
     account is a ``JournalConflictError`` outcome). ``journal="postgresql://..."`` with
     ``batch="NAME"`` shares the batch with every process running it, as ``client.map`` does
-    (one connection pool and one worker name for all the accounts; ``max_cost`` is then the
-    batch's, over every provider). ``on_event`` gets every account's events, each with
-    ``detail["provider"]``.
+    (one connection pool and one worker name for all the accounts; the batch has one budget,
+    so ``max_cost`` is refused there with several providers: they bill in different units).
+    ``on_event`` gets every account's events, each with ``detail["provider"]``.
 
     Use it as a block: it owns the accounts' batches, and leaving it cancels them::
 
@@ -189,6 +189,13 @@ class MultiMapRun:
         names = list(self._clients)
         in_flight = per_account("max_in_flight", max_in_flight, names, 16)
         costs = per_account("max_cost", max_cost, names, None)
+        shared = is_database_url(journal) or isinstance(journal, SharedJournal)
+        if shared and len(names) > 1 and any(cost is not None for cost in costs.values()):
+            raise ConfigurationError(
+                f"max_cost={max_cost!r}: a shared (PostgreSQL) batch has one budget, and "
+                f"{' and '.join(names)} bill in different units; cap each provider on a batch "
+                "of its own (client.map with its own batch=)"
+            )
         estimates = per_account("cost_estimate", cost_estimate, names, None)
         self._on_event = on_event
         self._options: dict[str, BatchOptions] = {}

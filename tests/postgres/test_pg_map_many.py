@@ -84,3 +84,13 @@ async def test_a_postgres_url_without_a_batch_name_is_refused(sim: Simulator, db
             async with omnivid.map_many([a, e], jobs(), journal=db_url):
                 pass
     assert sim.request_log == []
+
+
+async def test_a_cap_on_a_shared_batch_of_several_providers_is_refused(
+    sim: Simulator, db_url: str
+) -> None:
+    """One batch has one budget: capping APIMart (currency) and EvoLink (credits) on it would
+    add the two units up, so max_cost is refused before anything runs."""
+    a, e = clients(sim)
+    with pytest.raises(ConfigurationError, match="bill in different units"):
+        omnivid.map_many([a, e], jobs(), journal=db_url, batch="capped", max_cost=5.0)
