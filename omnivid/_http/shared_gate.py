@@ -20,7 +20,9 @@ With a shared state (``AccountGate.share``), every request of the account, in ev
   the previous storm (every worker's answers other than 429, each reported with its next
   booking or 429; timed by the state's clock). Answers to requests sent before the storm are
   still being reported when it starts, so the count is read ``_LATE`` of the cooldown later
-  (:meth:`SharedGate.refine`, which also ends the count there); a gate that knows no limit
+  (:meth:`SharedGate.refine`, which also ends the count there; nobody books while the account
+  is closed, so every worker that learns of the cooldown reports the answers it got since,
+  ``_LATE / 2`` of it later: :meth:`SharedGate.report`); a gate that knows no limit
   yet cuts at once on the count so far (a ramp must stop), then again on the late count::
 
       T' = T - P + min(P, burst)    (T: seconds since the previous storm, P: its pause)
@@ -44,8 +46,9 @@ With a shared state (``AccountGate.share``), every request of the account, in ev
   growing the rate by its share of the time (``share``: the account's answers per answer of
   this worker). A probe above the limit costs a whole cooldown for every worker, so the slow
   probe starts only ``P / _PROBE_COST`` seconds after a storm's cooldown P: at most about
-  ``_PROBE_COST`` of the time is lost to probes. A shared gate never probes by doubling (each
-  worker would compound the others' probes).
+  ``_PROBE_COST`` of the time is lost to probes. That wait goes with the pushed rate
+  (``quiet``, seconds left), so no worker probes before it is over. A shared gate never
+  probes by doubling (each worker would compound the others' probes).
 
 If the state cannot be reached, the booking raises (``DatabaseUnavailableError``): the request
 is not sent. There is no per-process fallback.
@@ -189,6 +192,10 @@ class SharedGate(Protocol):
         """The answers reported since the storm that began ``at`` (None: another began)."""
         ...
 
+    async def report(self, account: str, oks: int) -> None:
+        """Add the caller's answers other than 429 not yet reported (no booking)."""
+        ...
+
     async def set_rate(
         self,
         account: str,
@@ -233,6 +240,7 @@ class SharedPacing:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refining: set[asyncio.Task[Any]] = set()
         self._later = False  # a growth push is due (_PUSH_EVERY after the last one)
+        self._flushing = False  # a report of the answers is due during a cooldown
         self.error: BaseException | None = None  # the last background push's failure
 
     async def acquire(self, gate: AccountGate) -> None:
@@ -251,7 +259,12 @@ class SharedPacing:
                 self.version = booking.version
                 if booking.rate != self._pushed:  # another worker's rate (or a new run's)
                     gate._adopt(booking.rate, booking.adaptive)
+                    quiet = booking.adaptive.get("quiet")
+                    if isinstance(quiet, int | float) and quiet > 0:  # no slow probe till then
+                        self.probe_after = max(self.probe_after, _clock.now() + quiet)
             wait = booking.wait
+            if booking.closed:
+                self._flush_during(wait)
             if wait <= 0:
                 return
             gate._last_wait = _clock.now()
@@ -288,6 +301,7 @@ class SharedPacing:
             except BaseException:
                 self._unreported += unreported
                 raise
+            self._flush_during(storm.closed_for)
             if not storm.new or not gate.adaptive:
                 return
             if gate.known_limit is None:  # (a ramp must stop now: cut on what is known)
@@ -301,6 +315,29 @@ class SharedPacing:
                 self.on_storm(gate, storm, storm.oks + late)
 
         self._spawn(report())
+
+    def _flush_during(self, closed_for: float) -> None:
+        """The account is closed for ``closed_for`` seconds: nothing is booked meanwhile, so
+        report the answers still arriving (to requests sent before the storm) before its count
+        is read (``_LATE`` of the cooldown), once per cooldown."""
+        if self._flushing:
+            return
+        self._flushing = True
+
+        async def flush() -> None:
+            try:
+                await anyio.sleep(closed_for * _LATE * 0.5)
+                unreported, self._unreported = self._unreported, 0
+                if unreported:
+                    try:
+                        await self.state.report(self.account, unreported)
+                    except BaseException:
+                        self._unreported += unreported
+                        raise
+            finally:
+                self._flushing = False
+
+        self._spawn(flush(), wait=False)
 
     def on_storm(self, gate: AccountGate, storm: SharedStorm, oks: int) -> None:
         """A new storm of the account (this gate's 429 began it), ``oks`` the account's
@@ -358,7 +395,7 @@ class SharedPacing:
                     return
         self._pushed, self._pushed_at = rate, now
         expect = None if cut else self.version
-        adaptive = gate._shared_limits()
+        adaptive = {**gate._shared_limits(), "quiet": max(0.0, self.probe_after - now)}
         self._spawn(self.state.set_rate(self.account, rate, adaptive=adaptive, expect=expect))
 
     async def _push_later(self, gate: AccountGate, delay: float) -> None:

@@ -102,6 +102,7 @@ FROM old WHERE g.account = old.account
 RETURNING extract(epoch FROM old.deadline - old.t)::float8, old.new, old.oks, old.span, old.pause,
           old.t
 """
+_REPORT = "UPDATE omnivid_gates SET oks = oks + %(oks)s::int8 WHERE account = %(account)s"
 _REFINE = """
 UPDATE omnivid_gates g SET storm_oks = g.oks
 FROM (SELECT storm_oks FROM omnivid_gates WHERE account = %(account)s FOR UPDATE) o
@@ -298,6 +299,13 @@ class PostgresGateState:
         whose count now ends here. None if another storm began since. One round trip."""
         rows = await self.db.fetch("reading the storm", _REFINE, {"account": account, "at": at})
         return int(rows[0][0]) if rows else None
+
+    async def report(self, account: str, oks: int) -> None:
+        """Add ``oks`` answers other than 429 to the account's count (as a booking does),
+        without booking. One round trip."""
+        if oks < 0:
+            raise ValueError(f"oks={oks!r}: must be a count of answers (0 or more)")
+        await self.db.fetch("reporting answers", _REPORT, {"account": account, "oks": oks})
 
     async def state(self, account: str) -> GateState:
         """The account's limiter state now (defaults when it has no row yet)."""

@@ -29,11 +29,33 @@ class Storm:
     at: object = None
 
 
+@attrs.define
+class Booking:
+    """A slot as a shared state answers it (free now)."""
+
+    rate: float | None
+    adaptive: dict[str, Any]
+    version: int = 1
+    wait: float = 0.0
+    closed: bool = False
+    sent: int = 1
+    oks: int = 0
+
+
 class State:
-    """The shared state, recording the rates pushed to it."""
+    """The shared state, recording the rates pushed to it; bookings answer ``booking``."""
 
     def __init__(self) -> None:
         self.pushed: list[tuple[float | None, dict[str, Any] | None, int | None]] = []
+        self.booking = Booking(rate=None, adaptive={})
+        self.reports: list[tuple[str, int]] = []
+
+    async def book(self, account: str, rate: float | None = None, oks: int = 0) -> Booking:
+        self.reports.append(("book", oks))
+        return self.booking
+
+    async def report(self, account: str, oks: int) -> None:
+        self.reports.append(("report", oks))
 
     async def set_rate(
         self,
@@ -180,3 +202,39 @@ async def test_a_growth_held_back_is_pushed_when_due(
     await anyio.sleep(0.05)  # (0.01 s were left)
     await pacing.aclose()
     assert [rate for rate, _, _ in state.pushed] == [100.0, 160.0]
+
+
+async def test_a_storms_wait_before_probing_goes_to_every_worker(
+    shared: tuple[AccountGate, SharedPacing, State], clock: Clock
+) -> None:
+    """The cut a storm pushes carries the seconds left before a slow probe; a worker adopting
+    a rate with them does not probe before they are over either."""
+    gate, pacing, state = shared
+    pacing.on_storm(gate, Storm(oks=60, span=0.5, pause=None), 60)  # type: ignore[arg-type]
+    await pacing.aclose()
+    adaptive = state.pushed[-1][1]
+    assert adaptive is not None and adaptive["quiet"] == pytest.approx(50.0)
+    other = AccountGate()
+    other_state = State()
+    other_state.booking = Booking(rate=38.8, adaptive=adaptive)
+    other.share(other_state, "acct")  # type: ignore[arg-type]
+    await other.acquire()
+    assert other.known_limit == pytest.approx(40.0)
+    assert other.shared is not None and other.shared.probe_after == pytest.approx(clock.now + 50)
+
+
+async def test_answers_arriving_during_a_cooldown_are_reported_before_the_count_is_read(
+    shared: tuple[AccountGate, SharedPacing, State],
+) -> None:
+    """A booking finds the account closed for 0.2 s: the answers the worker gets meanwhile
+    (nobody books then) are reported a quarter of it later, before the storm's count is read
+    halfway through."""
+    gate, pacing, state = shared
+    state.booking = Booking(rate=None, adaptive={}, wait=0.2, closed=True)
+    with anyio.move_on_after(0.01):
+        await gate.acquire()  # (sleeps until the reopening: cut short here)
+    for _ in range(3):
+        pacing.succeeded()
+    await anyio.sleep(0.08)
+    assert state.reports == [("book", 0), ("report", 3)]
+    await pacing.aclose()
