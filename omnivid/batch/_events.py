@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any
 
@@ -78,6 +79,9 @@ class _EventIterator:
 
     def __init__(self, receive: MemoryObjectReceiveStream[Event]) -> None:
         self._receive = receive
+        # a loop left early closes its stream when the iterator goes (a weakref callback runs
+        # ahead of the stream's own finalizer, even in a reference cycle)
+        weakref.finalize(self, receive.close)
 
     def __aiter__(self) -> _EventIterator:
         return self
@@ -88,6 +92,3 @@ class _EventIterator:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._receive.close()
             raise StopAsyncIteration from None
-
-    def __del__(self) -> None:
-        self._receive.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import weakref
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Hashable, Iterable
 from types import TracebackType
@@ -48,6 +49,10 @@ class _BatchBase(abc.ABC):
     def __init__(self, client: BatchClient, options: BatchOptions) -> None:
         self._client = client
         self._engine = Engine(client, options)
+        # a batch dropped without running closes its streams (before they are collected: a
+        # weakref callback runs ahead of the streams' own finalizers, even in a cycle); once
+        # it runs, what runs it closes them
+        self._unused = weakref.finalize(self, _close_streams, self._engine)
         self._tg: anyio.abc.TaskGroup | None = None
         self._state = "new"  # new | entered | iterating | closed
         self._iterator: _Outcomes | None = None
@@ -69,6 +74,7 @@ class _BatchBase(abc.ABC):
             raise RuntimeError(f"this {type(self).__name__} has already run; make a new one")
         self._tg = tg = await open_task_group()
         self._state = "entered"
+        self._unused.detach()
         tg.start_soon(self._engine.run, self._source())
         return self
 
@@ -92,7 +98,7 @@ class _BatchBase(abc.ABC):
         entered ``async with``); a batch that ran closes its own."""
         if self._state == "new":
             self._state = "closed"
-            self._engine.close_streams()
+            _close_streams(self._engine)
 
     # -- outcomes ----------------------------------------------------------------------------
     def __aiter__(self) -> AsyncIterator[Outcome]:
@@ -109,6 +115,7 @@ class _BatchBase(abc.ABC):
                 provider=self._client.provider.name,
             )
         self._state = "iterating"
+        self._unused.detach()
         services.start_soon(self._engine.run, self._source())
         return _Outcomes(self._engine, cancel_on_drop=True)
 
@@ -304,3 +311,9 @@ class _Inbox:
         item = self._items.popleft()
         self._writable.set()
         return item
+
+
+def _close_streams(engine: Engine) -> None:
+    """Close a batch's outcome streams and end its events() iterators (idempotent)."""
+    engine.close_streams()
+    engine.events.close()

@@ -260,6 +260,7 @@ class MultiMapRun:
             self._journal, self._owns_journal = await connect_journal(
                 self._journal_spec, batch=self._batch
             )
+        send: MemoryObjectSendStream[Outcome] | None = None
         try:
             send, self._receive = anyio.create_memory_object_stream[Outcome](OUTCOME_BUFFER)
             for name, client in self._clients.items():
@@ -273,6 +274,17 @@ class MultiMapRun:
                 self._runs[name] = MapRun(client, Inbox(inbox), options)
             self._tg = tg = await open_task_group()
         except BaseException:
+            self._state = "closed"
+            if send is not None:
+                send.close()
+            if self._receive is not None:
+                self._receive.close()
+            for inbox in self._inboxes:
+                inbox.close()
+            for sending in self._sends.values():
+                sending.close()
+            for run in self._runs.values():
+                run.discard()
             await self._close_journal()
             raise
         tg.start_soon(self._run, send, name="omnivid.batch._multi.MultiMapRun._run")
