@@ -59,8 +59,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 
@@ -79,6 +80,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("omnivid")
+_T = TypeVar("_T")
 
 _RECHECK = 0.02  # seconds waited for a slot past which the state is read again before sending
 _PUSH_EVERY = 0.2  # seconds between two pushes of a grown rate
@@ -246,12 +248,7 @@ class SharedPacing:
     async def acquire(self, gate: AccountGate) -> None:
         """Wait for the account's next shared slot (see the module docstring)."""
         while True:
-            unreported, self._unreported = self._unreported, 0
-            try:
-                booking = await self.state.book(self.account, gate.rate, unreported)
-            except BaseException:
-                self._unreported += unreported
-                raise
+            booking = await self._reporting(partial(self.state.book, self.account, gate.rate))
             if self.sent == 0:  # the first booking: count from here, not from the account's
                 self._mark = (booking.oks, 0)  # earlier runs and workers
             self.sent, self.oks = booking.sent, booking.oks
@@ -278,6 +275,16 @@ class SharedPacing:
                 return
             await anyio.sleep(closed)  # a 429 elsewhere closed the account meanwhile
 
+    async def _reporting(self, call: Callable[[int], Awaitable[_T]]) -> _T:
+        """``call(oks)`` with this gate's answers not yet reported, which it reports; they
+        stay unreported if it fails."""
+        unreported, self._unreported = self._unreported, 0
+        try:
+            return await call(unreported)
+        except BaseException:
+            self._unreported += unreported
+            raise
+
     def succeeded(self) -> None:
         """An answer other than 429 to this gate: reported with its next booking."""
         self.mine += 1
@@ -295,12 +302,7 @@ class SharedPacing:
         account, adapt the rate (see the module docstring)."""
 
         async def report() -> None:
-            unreported, self._unreported = self._unreported, 0
-            try:
-                storm = await self.state.storm(self.account, pause, sent_ago, unreported)
-            except BaseException:
-                self._unreported += unreported
-                raise
+            storm = await self._reporting(partial(self.state.storm, self.account, pause, sent_ago))
             self._flush_during(storm.closed_for)
             if not storm.new or not gate.adaptive:
                 return
@@ -327,13 +329,8 @@ class SharedPacing:
         async def flush() -> None:
             try:
                 await anyio.sleep(closed_for * _LATE * 0.5)
-                unreported, self._unreported = self._unreported, 0
-                if unreported:
-                    try:
-                        await self.state.report(self.account, unreported)
-                    except BaseException:
-                        self._unreported += unreported
-                        raise
+                if self._unreported:
+                    await self._reporting(partial(self.state.report, self.account))
             finally:
                 self._flushing = False
 
