@@ -115,11 +115,6 @@ class SharedBooking(Protocol):
         ...
 
     @property
-    def sent(self) -> int:
-        """Slots booked so far for the account, by every worker."""
-        ...
-
-    @property
     def oks(self) -> int:
         """Answers other than 429 reported so far for the account, by every worker."""
         ...
@@ -230,7 +225,6 @@ class SharedPacing:
         self.state = state
         self.account = account
         self.version = -1  # the state's version as last seen
-        self.sent = 0  # the account's slots booked, as last seen
         self.oks = 0  # the account's answers other than 429, as last seen
         self.mine = 0  # of which this gate's (reported or not)
         self._unreported = 0  # this gate's answers not yet added to the account's count
@@ -249,9 +243,9 @@ class SharedPacing:
         """Wait for the account's next shared slot (see the module docstring)."""
         while True:
             booking = await self._reporting(partial(self.state.book, self.account, gate.rate))
-            if self.sent == 0:  # the first booking: count from here, not from the account's
-                self._mark = (booking.oks, 0)  # earlier runs and workers
-            self.sent, self.oks = booking.sent, booking.oks
+            if self.version == -1:  # the first booking: count from here, not from the
+                self._mark = (booking.oks, 0)  # account's earlier runs and workers
+            self.oks = booking.oks
             if booking.version != self.version:
                 self.version = booking.version
                 if booking.rate != self._pushed:  # another worker's rate (or a new run's)

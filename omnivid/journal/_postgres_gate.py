@@ -17,12 +17,12 @@ One row per provider account (named by :func:`account_id`, never by its API key)
     storm_oks     when the account was booked again after IDLE seconds unused: an anchor, its
     storm_pause   storm_pause NULL), ``oks`` then, and the seconds it closed the account for
 
-The **storm** (:meth:`PostgresGateState.storm`, a 429 seen by one worker) closes the account as
-:meth:`~PostgresGateState.close_until` does, and tells whether this 429 began a new storm of
-the *account*: the account was open and the request was sent after the last storm began. Only
-then it answers what the account's limit is estimated from, every worker's: the answers other
-than 429 since the previous storm (or anchor), the seconds since, and that storm's pause, all
-read under the row's lock and timed by the database.
+The **storm** (:meth:`PostgresGateState.storm`, a 429 seen by one worker; its closing alone:
+:meth:`~PostgresGateState.close_until`) closes the account, and tells whether this 429 began a
+new storm of the *account*: the account was open and the request was sent after the last
+storm began. Only then it answers what the account's limit is estimated from, every worker's:
+the answers other than 429 since the previous storm (or anchor), the seconds since, and that
+storm's pause, all read under the row's lock and timed by the database.
 
 Every time is the **database's** (``clock_timestamp()``), so the hosts' clocks never matter:
 each worker only sleeps the *duration* the database returns.
@@ -116,16 +116,6 @@ _BOOK = _ACQUIRE.format(
     more=", coalesce(closed_until > seen_at, false), rate, version, sent, oks, adaptive",
 )
 _ACQUIRE = _ACQUIRE.format(closed="false", more="")
-_CLOSE = f"""
-UPDATE omnivid_gates g SET (closed_until, next_slot, version, updated_at) = (
-    SELECT d.deadline, greatest(g.next_slot, d.deadline), g.version + 1, c.t
-    FROM {_NOW},
-         LATERAL (SELECT greatest(g.closed_until, c.t + make_interval(secs => %(seconds)s))
-                  AS deadline) d
-)
-WHERE account = %(account)s
-RETURNING extract(epoch FROM closed_until - updated_at)::float8
-"""
 _SET_RATE = """
 INSERT INTO omnivid_gates AS g (account, rate, rate_set, adaptive)
 VALUES (%(account)s, %(rate)s, true, coalesce(%(adaptive)s::jsonb, '{}'))
@@ -234,7 +224,8 @@ class PostgresGateState:
         None: no limit, only the cooldown is waited for. One round trip."""
         _check_rate(rate)
         params = {"rate": rate, "oks": 0}
-        return await self._update("booking a send slot", _ACQUIRE, account, params)
+        row = await self._row("booking a send slot", _ACQUIRE, account, params)
+        return max(0.0, float(row[0]))
 
     async def book(self, account: str, rate: float | None = None, oks: int = 0) -> Booking:
         """:meth:`acquire`, answering also the row as the booking left it (one round trip).
@@ -261,17 +252,17 @@ class PostgresGateState:
         """A 429: close the account for ``seconds`` from now (database time) for every worker,
         unless it is closed longer already; every later slot comes after. Returns the seconds
         until it reopens."""
-        if not seconds >= 0:
-            raise ValueError(f"seconds={seconds!r}: must be a non-negative number")
-        return await self._update("closing the gate", _CLOSE, account, {"seconds": seconds})
+        return (await self.storm(account, seconds)).closed_for
 
     async def storm(
         self, account: str, seconds: float, sent_ago: float | None = None, oks: int = 0
     ) -> Storm:
-        """A 429: close the account as :meth:`close_until` does, and tell whether it began a
-        new storm of the account (``sent_ago``: the seconds since its request was sent; a
-        request sent before the last storm began is part of it). ``oks``: the caller's answers
-        other than 429 not yet reported (added first, as :meth:`book` does). One round trip."""
+        """A 429: close the account for ``seconds`` from now (database time) for every
+        worker, unless it is closed longer already (every later slot comes after), and tell
+        whether it began a new storm of the account (``sent_ago``: the seconds since its
+        request was sent; a request sent before the last storm began is part of it). ``oks``:
+        the caller's answers other than 429 not yet reported (added first, as :meth:`book`
+        does). One round trip."""
         if not seconds >= 0:
             raise ValueError(f"seconds={seconds!r}: must be a non-negative number")
         if sent_ago is not None and not sent_ago >= 0:
@@ -347,9 +338,6 @@ class PostgresGateState:
         )
         self._known.add(account)
         return bool(rows)
-
-    async def _update(self, what: str, sql: str, account: str, params: dict[str, Any]) -> float:
-        return max(0.0, float((await self._row(what, sql, account, params))[0]))
 
     async def _row(
         self, what: str, sql: str, account: str, params: dict[str, Any]
